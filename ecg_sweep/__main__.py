@@ -1,0 +1,3 @@
+from ecg_sweep.cli.app import main
+
+main()

@@ -1,0 +1,77 @@
+"""Frozen configuration objects, passed explicitly from the CLI into the library.
+
+Field names are the parameter names used everywhere: search space, factory kwargs, MLflow params.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ecg_sweep.data.ptbxl import TEST_FOLDS, TRAIN_FOLDS, VAL_FOLDS
+
+__all__ = ["DataConfig", "TrainConfig", "TRAIN_FIELDS"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, task, sampling rate, splits and preprocessing to use."""
+
+    root: Path | None = None
+    sampling_rate: int = 100
+    task: str = "superdiagnostic"
+    train_folds: tuple[int, ...] = TRAIN_FOLDS
+    val_folds: tuple[int, ...] = VAL_FOLDS
+    test_folds: tuple[int, ...] = TEST_FOLDS
+    standardize: str = "global"
+    cache_dir: Path | None = None
+    on_bad_record: str = "error"
+    workers: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model is trained; the same object drives sweeps, ``train``, fine-tuning and QAT."""
+
+    max_epochs: int = 20
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    optimizer: str = "adamw"  # adam | adamw
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    patience: int = 5  # epochs without a better val_macro_auc before stopping
+    grad_clip: float = 1.0  # max grad norm; 0 disables
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # autocast (bf16 where supported, else fp16) on CUDA only
+    channels_last: bool = True  # CUDA only
+    distill_alpha: float = 0.5  # DeiT with a teacher: weight of the label loss
+    distill_temperature: float = 2.0
+    n_bootstrap: int = 1000  # resamples for the test macro AUROC confidence interval
+
+    def __post_init__(self) -> None:
+        from ecg_sweep.errors import ConfigError
+
+        checks = [
+            (self.max_epochs >= 1, "max_epochs must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+            (self.patience >= 1, "patience must be >= 1"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0"),
+            (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
+            (self.distill_temperature > 0, "distill_temperature must be > 0"),
+            (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+TRAIN_FIELDS: frozenset[str] = frozenset(TrainConfig.__dataclass_fields__)

@@ -1,0 +1,401 @@
+"""One training loop and one evaluation function for everything that trains.
+
+Sweeps, ``ecg-sweep train``, fine-tuning after pruning and quantization-aware training all call
+:func:`fit`. The engine knows nothing of Optuna or MLflow: they plug in through
+``on_epoch_end(epoch, metrics)``, which may raise to stop training (e.g. ``optuna.TrialPruned``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecg_sweep.config import TrainConfig
+from ecg_sweep.data.dataset import PreparedData, Split
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
+from ecg_sweep.models import ECGClassifier, save_checkpoint
+
+__all__ = [
+    "FitResult",
+    "FitTimeout",
+    "fit",
+    "evaluate",
+    "predict_proba",
+    "final_metrics",
+    "resolve_device",
+    "seed_everything",
+    "train_one_epoch",
+]
+
+log = logging.getLogger(__name__)
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+class FitTimeout(Exception):
+    """Training passed its deadline; ``history`` holds the epochs that finished."""
+
+    def __init__(self, seconds: float, history: list[dict[str, float]]):
+        super().__init__(f"training stopped after {seconds:.0f} s (time limit reached)")
+        self.seconds = seconds
+        self.history = history
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_macro_auc: float
+    history: list[dict[str, float]]
+    stop_reason: str  # "max_epochs" | "patience"
+    seconds: float
+    train_samples_per_s: float
+    device: str
+    checkpoint: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda if available, else cpu; an unavailable cuda is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device must be auto, cpu or cuda[:N], not {name!r}") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (call before building the model)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+class _Tensors:
+    """A split as torch tensors, on the device when it fits (indexing there avoids copies)."""
+
+    def __init__(self, split: Split, device: torch.device):
+        x = torch.from_numpy(split.x)  # (N, 12, T) float16, shares memory with the numpy array
+        y = torch.from_numpy(split.y)
+        on_device = device.type == "cuda" and x.numel() * 2 < 4 * 2**30
+        self.x = x.to(device) if on_device else x
+        self.y = y.to(device)
+        self.device = device
+        self.n = len(split)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = self.x[idx.to(self.x.device)].to(self.device, non_blocking=True).float()
+        return xb, self.y[idx.to(self.y.device)]
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases, norms, embeddings and tokens (1-D params or token params).
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "dist_token")):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        # Adam's weight decay is L2 in the gradient (the seed's EfficientNetV2 used plain Adam).
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+
+
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    total = max(cfg.max_epochs * steps_per_epoch, warmup + 1)
+
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+def _loss(
+    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    y: torch.Tensor,
+    teacher_probs: torch.Tensor | None,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    if not isinstance(out, tuple):
+        return F.binary_cross_entropy_with_logits(out.float(), y)
+    cls, dist = out[0].float(), out[1].float()
+    if teacher_probs is None:
+        # No teacher: both heads learn the labels.
+        return 0.5 * (
+            F.binary_cross_entropy_with_logits(cls, y) + F.binary_cross_entropy_with_logits(dist, y)
+        )
+    t = cfg.distill_temperature
+    # Multi-label soft distillation: the distillation head, softened by T, matches the teacher's
+    # temperature-softened sigmoid outputs; T^2 keeps gradient scale comparable (Hinton et al.).
+    distill = F.binary_cross_entropy_with_logits(dist / t, teacher_probs) * (t * t)
+    label = F.binary_cross_entropy_with_logits(cls, y)
+    return cfg.distill_alpha * label + (1 - cfg.distill_alpha) * distill
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    x: np.ndarray | torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    amp: bool = True,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """(N, 12, T) millivolts -> (N, C) sigmoid probabilities, in eval mode, batched."""
+    device = torch.device(device)
+    model.eval()
+    xt = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    out = []
+    for i in range(0, len(xt), batch_size):
+        xb = xt[i : i + batch_size].to(device, non_blocking=True).float()
+        with _autocast(device, amp):
+            logits = model(xb)
+        out.append(torch.sigmoid(logits.float() / temperature).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    amp: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Probabilities (N, C) and mean BCE loss of ``model`` on ``split`` (eval mode)."""
+    probs = predict_proba(model, split.x, device, batch_size, amp)
+    p = torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)
+    y = torch.from_numpy(split.y)
+    loss = F.binary_cross_entropy(p, y).item()
+    return probs, loss
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: _Tensors,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    teacher_probs: torch.Tensor | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    deadline: float | None = None,
+) -> tuple[float, int]:
+    """One pass over the training data; returns (mean loss, samples seen)."""
+    model.train()
+    if isinstance(model, ECGClassifier):
+        model.set_distilled_training(True)
+    device = data.device
+    perm = torch.randperm(data.n, generator=generator)
+    total = torch.zeros((), device=device)
+    seen = 0
+    for start in range(0, data.n, cfg.batch_size):
+        idx = perm[start : start + cfg.batch_size]
+        if len(idx) < 2:  # batch norm cannot train on a single sample
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError
+        xb, yb = data.batch(idx)
+        tp = teacher_probs[idx.to(teacher_probs.device)] if teacher_probs is not None else None
+        with _autocast(device, cfg.amp):
+            out = model(xb)
+        loss = _loss(out, yb, tp, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        total += loss.detach() * len(idx)  # no .item(): no device sync per step
+        seen += len(idx)
+    return (total.item() / max(seen, 1)), seen
+
+
+def fit(
+    model: ECGClassifier,
+    data: PreparedData,
+    cfg: TrainConfig,
+    *,
+    teacher: nn.Module | None = None,
+    on_epoch_end: EpochHook | None = None,
+    checkpoint: str | Path | None = None,
+    time_limit: float | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data.train``, select on ``data.val``; the best weights are loaded back.
+
+    Early stopping on validation macro AUROC with ``cfg.patience``; the best checkpoint is
+    written atomically to ``checkpoint`` (a temp file if None) and reloaded with
+    ``weights_only=True``. ``time_limit`` seconds bound the whole call (raises
+    :class:`FitTimeout`). ``on_epoch_end(epoch, metrics)`` sees ``train_loss``, ``val_loss``,
+    ``val_macro_auc``, ``val_macro_f1`` (at threshold 0.5), ``lr`` and ``epoch_seconds``.
+    """
+    device = resolve_device(cfg.device)
+    t0 = time.monotonic()
+    deadline = t0 + time_limit if time_limit else None
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train = _Tensors(data.train, device)
+    steps = max(1, math.ceil(train.n / cfg.batch_size))
+    optimizer = _make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps))
+    scaler = (
+        torch.amp.GradScaler("cuda")
+        if device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
+        else None
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    teacher_probs = None
+    if teacher is not None and getattr(model, "distilled", False):
+        # The teacher's soft targets do not change between epochs: compute them once.
+        teacher.to(device)
+        teacher_probs = torch.from_numpy(
+            predict_proba(
+                teacher, data.train.x, device, cfg.eval_batch_size, cfg.amp, cfg.distill_temperature
+            )
+        ).to(device)
+        teacher.cpu()
+
+    tmpdir = None
+    if checkpoint is None:
+        tmpdir = tempfile.TemporaryDirectory(prefix="ecg-sweep-fit-")
+        checkpoint = Path(tmpdir.name) / "best.pt"
+    checkpoint = Path(checkpoint)
+    history: list[dict[str, float]] = []
+    best_auc, best_epoch, bad_epochs = -math.inf, -1, 0
+    stop_reason = "max_epochs"
+    train_seconds, train_seen = 0.0, 0
+    try:
+        for epoch in range(cfg.max_epochs):
+            te = time.monotonic()
+            try:
+                train_loss, seen = train_one_epoch(
+                    model,
+                    train,
+                    optimizer,
+                    scheduler,
+                    cfg,
+                    generator,
+                    teacher_probs,
+                    scaler,
+                    deadline,
+                )
+            except TimeoutError:
+                raise FitTimeout(time.monotonic() - t0, history) from None
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_seconds += time.monotonic() - te
+            train_seen += seen
+            probs, val_loss = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp)
+            val_auc = macro_auc(data.val.y, probs)
+            metrics = {
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_macro_auc": val_auc,
+                "val_macro_f1": macro_f1(data.val.y, probs, 0.5),
+                "lr": optimizer.param_groups[0]["lr"],
+                "epoch_seconds": time.monotonic() - te,
+            }
+            history.append(metrics)
+            improved = math.isfinite(val_auc) and val_auc > best_auc
+            if improved:
+                best_auc, best_epoch, bad_epochs = val_auc, epoch, 0
+                save_checkpoint(model, checkpoint)
+            else:
+                bad_epochs += 1
+            log.debug("epoch %d %s", epoch, metrics)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
+            if bad_epochs >= cfg.patience:
+                stop_reason = "patience"
+                break
+            if deadline is not None and time.monotonic() > deadline and epoch < cfg.max_epochs - 1:
+                raise FitTimeout(time.monotonic() - t0, history)
+        if best_epoch >= 0:
+            state = torch.load(checkpoint, map_location=device, weights_only=True)["state_dict"]
+            model.load_state_dict(state)
+    finally:
+        if tmpdir is not None:
+            tmpdir.cleanup()
+    model.eval()
+    return FitResult(
+        best_epoch=best_epoch,
+        best_val_macro_auc=float(best_auc) if best_epoch >= 0 else float("nan"),
+        history=history,
+        stop_reason=stop_reason,
+        seconds=time.monotonic() - t0,
+        train_samples_per_s=train_seen / train_seconds if train_seconds > 0 else float("nan"),
+        device=str(device),
+        checkpoint=None if tmpdir is not None else checkpoint,
+    )
+
+
+def final_metrics(
+    model: nn.Module, data: PreparedData, cfg: TrainConfig
+) -> tuple[dict[str, float], np.ndarray, dict[str, np.ndarray]]:
+    """Tune per-class thresholds on validation, then evaluate the test fold once.
+
+    Returns (metrics with ``val_*`` and ``test_*`` names, thresholds, probabilities per split).
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    val_p = predict_proba(model, data.val.x, device, cfg.eval_batch_size, cfg.amp)
+    test_p = predict_proba(model, data.test.x, device, cfg.eval_batch_size, cfg.amp)
+    thresholds = tune_thresholds(data.val.y, val_p)
+    metrics = {
+        "val_macro_auc": macro_auc(data.val.y, val_p),
+        "val_macro_f1": macro_f1(data.val.y, val_p, thresholds),
+    }
+    metrics.update(
+        classification_report(
+            data.test.y, test_p, thresholds, data.classes, "test", cfg.n_bootstrap, cfg.seed
+        )
+    )
+    return metrics, thresholds, {"val": val_p, "test": test_p}

@@ -1,0 +1,69 @@
+"""Input representations: how a (B, 12, T) ECG becomes what a timm backbone eats.
+
+The adapter is the first module of every model, so the saved/exported model takes raw
+millivolts and applies the train-fit standardization and the representation itself: prediction,
+ONNX export and the MLflow signature all see the same (B, 12, T) float32 input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["InputSpec", "InputAdapter", "REPRESENTATIONS", "nearest_multiple"]
+
+# image: the seed's, the 12 x T matrix resized to H x W and copied to 3 channels.
+# signal: ECG-native; transformers see 1 x 12 x T with lead-by-time patches, CNNs see the leads
+#         as channels and time folded into an H x W raster that survives 32x downsampling.
+REPRESENTATIONS = ("signal", "image")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    repr: str  # "image" | "signal"
+    channels: int  # in_chans of the backbone
+    height: int
+    width: int
+    fold: bool = False  # signal for CNNs: leads -> channels, time -> (height, width) raster
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+def nearest_multiple(value: int, base: int) -> int:
+    """Nearest positive multiple of ``base`` (182 with patch 8 -> 184, with patch 16 -> 176)."""
+    return max(base, int(round(value / base)) * base)
+
+
+class InputAdapter(nn.Module):
+    """(B, 12, T) millivolts -> standardized -> the backbone's (B, C, H, W)."""
+
+    def __init__(self, spec: InputSpec, mean: torch.Tensor, std: torch.Tensor, n_samples: int):
+        super().__init__()
+        self.spec = spec
+        self.n_samples = n_samples
+        # (1 or 12, 1) statistics fit on the training split; buffers travel with the state_dict.
+        self.register_buffer("mean", mean.reshape(1, -1, 1).float())
+        self.register_buffer("std", std.reshape(1, -1, 1).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std  # (B, 12, T)
+        s = self.spec
+        if s.repr == "image":
+            # (B, 12, T) -> (B, 1, 12, T) -> bilinear resize to (B, 1, H, W) -> 3 channels
+            img = F.interpolate(
+                x.unsqueeze(1), size=(s.height, s.width), mode="bilinear", align_corners=False
+            )
+            return img.expand(-1, s.channels, -1, -1).contiguous()
+        if s.fold:
+            # (B, 12, T) -> resample time to H*W -> (B, 12, H, W), row-major raster of time
+            n = s.height * s.width
+            if n != x.shape[-1]:
+                x = F.interpolate(x, size=n, mode="linear", align_corners=False)
+            return x.reshape(x.shape[0], x.shape[1], s.height, s.width)
+        # (B, 12, T) -> (B, 1, 12, T) for the 2-D lead-by-time patch embedding
+        return x.unsqueeze(1)

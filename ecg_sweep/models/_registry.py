@@ -1,0 +1,99 @@
+"""The model registry: name -> ModelSpec(build, suggest, input_spec) (timm ``_registry`` style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.models._input import InputSpec
+from ecg_sweep.models._space import Dim, SearchSpace, TrialLike
+
+__all__ = ["ModelSpec", "SpaceContext", "register_model", "get_model_spec", "list_models"]
+
+
+@dataclass(frozen=True)
+class SpaceContext:
+    """What a search space depends on besides the trial: the input and the teacher."""
+
+    n_leads: int = 12
+    n_samples: int = 1000
+    has_teacher: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that belongs to one model family.
+
+    - ``build(input_spec, num_classes, ctx, **params) -> nn.Module``: the timm backbone;
+    - ``suggest(trial, space, ctx) -> dict``: sample a full parameter dict from ``space``;
+    - ``input_spec(params, ctx) -> InputSpec``: the representation and geometry of ``params``;
+    - ``search_space(ctx) -> dict[str, Dim]``: the default space for this input;
+    - ``defaults``: the seed's configuration; ``presets``: named overrides (``tiny`` for tests);
+    - ``train_defaults``: the family's optimizer, lr and weight decay (TrainConfig fields);
+    - ``validate(params, ctx)`` / ``validate_space(space, ctx)``: raise ConfigError for
+      impossible parameter combinations.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+    suggest: Callable[[TrialLike, SearchSpace, SpaceContext], dict[str, Any]]
+    input_spec: Callable[[Mapping[str, Any], SpaceContext], InputSpec]
+    search_space: Callable[[SpaceContext], dict[str, Dim]]
+    defaults: Mapping[str, Any]
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    validate: Callable[[Mapping[str, Any], SpaceContext], None] = lambda params, ctx: None
+    validate_space: Callable[[SearchSpace, SpaceContext], None] = lambda space, ctx: None
+    distilled: bool = False  # the backbone has a distillation head (DeiT)
+
+    def params(self, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """Defaults, then a preset, then explicit overrides; unknown keys are an error."""
+        out = dict(self.defaults)
+        if preset:
+            if preset not in self.presets:
+                raise ConfigError(
+                    f"model {self.name!r} has no preset {preset!r}; valid: "
+                    f"{', '.join(sorted(self.presets)) or 'none'}"
+                )
+            out.update(self.presets[preset])
+        for k, v in overrides.items():
+            if k not in self.defaults:
+                raise ConfigError(
+                    f"{k!r} is not a parameter of model {self.name!r}; valid: "
+                    f"{', '.join(sorted(self.defaults))}"
+                )
+            out[k] = v
+        return out
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _MODELS:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _MODELS[spec.name] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    # Importing the family modules fills the registry (once).
+    from ecg_sweep.models import convnext, deit, efficientnetv2, vit  # noqa: F401
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    _ensure_loaded()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(sorted(_MODELS))}") from None
+
+
+def list_models() -> list[str]:
+    _ensure_loaded()
+    return sorted(_MODELS)

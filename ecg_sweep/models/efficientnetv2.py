@@ -1,0 +1,84 @@
+"""EfficientNetV2 (timm ``efficientnetv2_s`` and relatives), width/depth multipliers searchable.
+
+Seed configuration: EfficientNetV2-S, stochastic depth 0.2, dropout 0.2, Adam lr 1e-3. We build
+timm's PyTorch-padding variant (``efficientnetv2_s``), same architecture as ``tf_efficientnetv2_s``
+minus TF "same" padding, which breaks FX quantization and costs an extra pad op on export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+from torch import nn
+
+from ecg_sweep.models._cnn import (
+    CNN_CONDITIONS,
+    CNN_INPUT_DEFAULTS,
+    cnn_input_dims,
+    cnn_regularization_dims,
+    common_kwargs,
+)
+from ecg_sweep.models._common import cnn_input_spec, sample_space, validate_cnn
+from ecg_sweep.models._input import InputSpec
+from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
+from ecg_sweep.models._space import Categorical, Dim, SearchSpace, TrialLike
+
+VARIANTS = ("efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_rw_t", "efficientnetv2_rw_s")
+
+DEFAULTS: dict[str, Any] = {
+    **CNN_INPUT_DEFAULTS,
+    "variant": "efficientnetv2_s",
+    "width_mult": 1.0,
+    "depth_mult": 1.0,
+    "dropout": 0.2,
+    "drop_path": 0.2,
+}
+TRAIN_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}
+TINY = {"width_mult": 0.25, "depth_mult": 0.25, "drop_path": 0.0}
+
+
+def search_space(ctx: SpaceContext) -> dict[str, Dim]:
+    return {
+        **cnn_input_dims(ctx),
+        "variant": Categorical(("efficientnetv2_s", "efficientnetv2_rw_t")),
+        "width_mult": Categorical((0.5, 0.75, 1.0)),
+        "depth_mult": Categorical((0.5, 0.75, 1.0)),
+        **cnn_regularization_dims(),
+    }
+
+
+def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: Any) -> nn.Module:
+    if params["variant"] not in VARIANTS:
+        from ecg_sweep.errors import ConfigError
+
+        raise ConfigError(f"variant {params['variant']!r} unknown; valid: {', '.join(VARIANTS)}")
+    return timm.create_model(
+        params["variant"],
+        pretrained=False,
+        num_classes=num_classes,
+        in_chans=input_spec.channels,
+        channel_multiplier=params["width_mult"],
+        depth_multiplier=params["depth_mult"],
+        **common_kwargs(params),
+    )
+
+
+def suggest(trial: TrialLike, space: SearchSpace, ctx: SpaceContext) -> dict[str, Any]:
+    return sample_space(trial, space, DEFAULTS, CNN_CONDITIONS)
+
+
+SPEC = register_model(
+    ModelSpec(
+        name="efficientnetv2",
+        description="EfficientNetV2 (timm), width/depth multipliers",
+        build=build,
+        suggest=suggest,
+        input_spec=cnn_input_spec,
+        search_space=search_space,
+        defaults=DEFAULTS,
+        train_defaults=TRAIN_DEFAULTS,
+        presets={"tiny": TINY},
+        validate=validate_cnn,
+    )
+)
