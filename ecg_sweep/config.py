@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ecg_sweep.data.ptbxl import TEST_FOLDS, TRAIN_FOLDS, VAL_FOLDS
 
-__all__ = ["DataConfig", "TrainConfig", "TRAIN_FIELDS"]
+__all__ = ["DataConfig", "TrainConfig", "TRAIN_FIELDS", "SweepConfig"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,39 @@ class TrainConfig:
 
 
 TRAIN_FIELDS: frozenset[str] = frozenset(TrainConfig.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One ``ecg-sweep optimize`` invocation."""
+
+    model: str
+    n_trials: int | None = 20  # trials this invocation runs (Optuna semantics)
+    total_trials: int | None = None  # stop when the study holds this many finished trials
+    timeout: float | None = None  # seconds for this invocation
+    study_name: str | None = None  # default "<model>-sweep"
+    storage: str | None = None  # default sqlite:///optuna.db in the working directory
+    tracking_uri: str | None = None
+    experiment: str | None = None  # default "ecg-<model>"
+    sampler: str = "tpe"
+    pruner: str = "median"
+    max_epochs: int = 10
+    n_jobs: int = 1
+    trial_timeout: float | None = None
+    seed: int = 0
+    search_space: tuple[tuple[str, object], ...] = ()  # overrides from --search-space
+    search_space_file: str | None = None
+    teacher: str | None = None
+    preset: str | None = None
+    fixed: tuple[tuple[str, object], ...] = ()  # --set key=value (not searched)
+    heartbeat_interval: int = 30
+    grace_period: int = 120
+    max_retry: int = 2
+
+    @property
+    def resolved_study_name(self) -> str:
+        return self.study_name or f"{self.model}-sweep"
+
+    @property
+    def resolved_experiment(self) -> str:
+        return self.experiment or f"ecg-{self.model}"

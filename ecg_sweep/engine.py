@@ -274,7 +274,8 @@ def fit(
     written atomically to ``checkpoint`` (a temp file if None) and reloaded with
     ``weights_only=True``. ``time_limit`` seconds bound the whole call (raises
     :class:`FitTimeout`). ``on_epoch_end(epoch, metrics)`` sees ``train_loss``, ``val_loss``,
-    ``val_macro_auc``, ``val_macro_f1`` (at threshold 0.5), ``lr`` and ``epoch_seconds``.
+    ``val_macro_auc``, ``val_macro_f1`` (at threshold 0.5), ``lr``, ``epoch_seconds`` and
+    ``train_samples_per_s``.
     """
     device = resolve_device(cfg.device)
     t0 = time.monotonic()
@@ -331,7 +332,8 @@ def fit(
                 raise FitTimeout(time.monotonic() - t0, history) from None
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            train_seconds += time.monotonic() - te
+            epoch_train_seconds = time.monotonic() - te
+            train_seconds += epoch_train_seconds
             train_seen += seen
             probs, val_loss = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp)
             val_auc = macro_auc(data.val.y, probs)
@@ -342,6 +344,7 @@ def fit(
                 "val_macro_f1": macro_f1(data.val.y, probs, 0.5),
                 "lr": optimizer.param_groups[0]["lr"],
                 "epoch_seconds": time.monotonic() - te,
+                "train_samples_per_s": seen / max(epoch_train_seconds, 1e-9),
             }
             history.append(metrics)
             improved = math.isfinite(val_auc) and val_auc > best_auc

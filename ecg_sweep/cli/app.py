@@ -34,8 +34,11 @@ def _root(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
     )
-    for noisy in ("alembic", "urllib3", "git", "matplotlib", "PIL", "numexpr"):
+    for noisy in ("alembic", "urllib3", "git", "matplotlib", "PIL", "numexpr", "mlflow", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow draws tqdm bars on artifact downloads; our output has its own progress.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def _register_commands() -> None:

@@ -13,7 +13,7 @@ from ecg_sweep.models._space import Categorical, Dim, Float, SearchSpace, TrialL
 
 # Names of the parameters that configure training rather than the network (TrainConfig fields).
 TRAIN_DIMS: dict[str, Dim] = {
-    "lr": Float(1e-4, 3e-3, log=True),
+    "lr": Float(1e-4, 5e-3, log=True),
     "weight_decay": Float(1e-4, 0.1, log=True),
     "batch_size": Categorical((32, 64, 128)),
 }
@@ -30,16 +30,18 @@ def sample_space(
     defaults: Mapping[str, Any],
     conditions: Mapping[str, Condition],
 ) -> dict[str, Any]:
-    """Sample every active dim of ``space`` in order; inactive or absent ones keep defaults.
+    """Sample every active dim of ``space`` in order and return only the sampled values.
 
-    Order matters: ``input_repr`` is sampled before the geometry that depends on it.
+    Conditions see the defaults overlaid with what was sampled so far, so order matters:
+    ``input_repr`` is sampled before the geometry that depends on it.
     """
-    params = dict(defaults)
+    seen = dict(defaults)
+    sampled: dict[str, Any] = {}
     for name, dim in space.items():
         cond = conditions.get(name)
-        if cond is None or cond(params):
-            params[name] = dim.sample(trial, name)
-    return params
+        if cond is None or cond(seen):
+            sampled[name] = seen[name] = dim.sample(trial, name)
+    return sampled
 
 
 def time_divisors(n_samples: int) -> tuple[int, ...]:

@@ -50,6 +50,17 @@ class ModelSpec:
     validate: Callable[[Mapping[str, Any], SpaceContext], None] = lambda params, ctx: None
     validate_space: Callable[[SearchSpace, SpaceContext], None] = lambda space, ctx: None
     distilled: bool = False  # the backbone has a distillation head (DeiT)
+    # name -> predicate on the other params: when False the param does not apply (e.g. the
+    # image geometry of a model fed the signal representation) and is neither sampled nor logged.
+    conditions: Mapping[str, Callable[[Mapping[str, Any]], bool]] = field(default_factory=dict)
+
+    def active_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` without the ones that do not apply to this configuration."""
+        return {
+            k: v
+            for k, v in params.items()
+            if k not in self.conditions or self.conditions[k](params)
+        }
 
     def params(self, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
         """Defaults, then a preset, then explicit overrides; unknown keys are an error."""

@@ -78,6 +78,7 @@ SPEC = register_model(
         defaults=DEFAULTS,
         train_defaults=TRAIN_DEFAULTS,
         presets={"tiny": TINY},
+        conditions=CONDITIONS,
         validate=validate_transformer,
         validate_space=validate_transformer_space,
         distilled=True,

@@ -79,6 +79,7 @@ SPEC = register_model(
         defaults=DEFAULTS,
         train_defaults=TRAIN_DEFAULTS,
         presets={"tiny": TINY},
+        conditions=CNN_CONDITIONS,
         validate=validate_cnn,
     )
 )

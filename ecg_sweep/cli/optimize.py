@@ -1,0 +1,236 @@
+"""``ecg-sweep optimize``: an Optuna study over one model family, tracked in MLflow."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ecg_sweep.cli._common import (
+    CacheDirOpt,
+    DataDirOpt,
+    OnBadOpt,
+    SamplingRateOpt,
+    TaskOpt,
+    console,
+    out,
+)
+from ecg_sweep.sweep.objective import Reporter
+
+
+class ConsoleReporter(Reporter):
+    """Live per-epoch and per-trial lines on stderr (works in terminals and in CI logs)."""
+
+    def __init__(self, n_trials: int | None):
+        self.n_trials = n_trials
+        self.t0 = time.monotonic()
+
+    def trial_started(self, number, params):
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+        console.print(f"[bold]trial {number}[/] {shown}", highlight=False)
+
+    def epoch(self, number, epoch, m):
+        console.print(
+            f"  trial {number} epoch {epoch}: val_macro_auc {m['val_macro_auc']:.4f}  "
+            f"val_loss {m['val_loss']:.4f}  train_loss {m['train_loss']:.4f}  "
+            f"({m['epoch_seconds']:.1f} s)",
+            style="dim",
+            highlight=False,
+        )
+
+    def first_speed(self, samples_per_s, device, n_train, max_epochs):
+        per_epoch = n_train / max(samples_per_s, 1e-9)
+        trials = f" x {self.n_trials} trials" if self.n_trials else ""
+        total = per_epoch * max_epochs * (self.n_trials or 1) / 60
+        console.print(
+            f"[yellow]device {device}: {samples_per_s:.0f} training samples/s on the first trial "
+            f"-> {per_epoch:.1f} s per epoch of {n_train} records; at most {max_epochs} epochs"
+            f"{trials} = about {total:.1f} min before pruning and early stopping[/]",
+            highlight=False,
+        )
+
+    def trial_finished(self, study, trial):
+        value = "-" if trial.value is None else f"{trial.value:.4f}"
+        try:
+            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        reason = trial.user_attrs.get("fail_reason", "")
+        console.print(
+            f"[bold]trial {trial.number} {trial.state.name}[/] value {value}; {best}"
+            + (f"; {reason}" if reason else ""),
+            highlight=False,
+        )
+
+
+def _fmt(v):
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def optimize_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Model family (see `ecg-sweep models`)."),
+    n_trials: int = typer.Option(20, "--n-trials", help="Trials this invocation runs."),
+    total_trials: int = typer.Option(
+        None, "--total-trials", help="Stop once the study holds this many finished trials."
+    ),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds for this invocation."),
+    study_name: str = typer.Option(
+        None, "--study-name", help="Study to create or resume (default <model>-sweep)."
+    ),
+    storage: str = typer.Option(
+        None,
+        "--storage",
+        envvar="ECG_SWEEP_STORAGE",
+        help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for many machines).",
+    ),
+    tracking_uri: str = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+    ),
+    experiment: str = typer.Option(
+        None, "--experiment", help="MLflow experiment (default ecg-<model>)."
+    ),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | cmaes | gp."),
+    pruner: str = typer.Option("median", "--pruner", help="median | hyperband | none."),
+    max_epochs: int = typer.Option(10, "--max-epochs", help="Epochs per trial at most."),
+    search_space: Path = typer.Option(
+        None, "--search-space", help="YAML/TOML file narrowing ranges or fixing values."
+    ),
+    sets: list[str] = typer.Option(
+        [], "--set", help="Fix a non-searched parameter: key=value (repeatable)."
+    ),
+    preset: str = typer.Option(None, "--preset", help="Model preset for non-searched params."),
+    n_jobs: int = typer.Option(1, "--n-jobs", help="Trials in parallel threads in this process."),
+    trial_timeout: float = typer.Option(
+        None, "--trial-timeout", help="Seconds a trial may train before it is stopped."
+    ),
+    teacher: str = typer.Option(
+        None, "--teacher", help="DeiT teacher: checkpoint path or MLflow model URI."
+    ),
+    heartbeat_interval: int = typer.Option(
+        30, "--heartbeat-interval", help="Seconds between trial heartbeats."
+    ),
+    grace_period: int = typer.Option(
+        120,
+        "--grace-period",
+        help="Seconds without heartbeat before a trial counts as dead and is retried.",
+    ),
+    compress: bool = typer.Option(
+        True, "--compress/--no-compress", help="Compress the best trial's model afterwards."
+    ),
+    data_dir: Path = DataDirOpt,
+    cache_dir: Path = CacheDirOpt,
+    sampling_rate: int = SamplingRateOpt,
+    task: str = TaskOpt,
+    on_bad_record: str = OnBadOpt,
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    seed: int = typer.Option(0, "--seed", help="Sampler and training seed."),
+) -> None:
+    """Search a model's hyperparameters with Optuna; every trial is a nested MLflow run."""
+    import optuna
+
+    from ecg_sweep.cli.commands import prepare_data
+    from ecg_sweep.config import SweepConfig
+    from ecg_sweep.engine import resolve_device
+    from ecg_sweep.errors import ConfigError
+    from ecg_sweep.models import get_model_spec
+    from ecg_sweep.models._registry import list_models
+    from ecg_sweep.models._space import load_space_file, select_model_section
+    from ecg_sweep.sweep import optimize, study_summary
+    from ecg_sweep.tracking import mask_url
+    from ecg_sweep.training import parse_set_options
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    get_model_spec(model)
+    for flag, value in (
+        ("--n-trials", n_trials),
+        ("--n-jobs", n_jobs),
+        ("--max-epochs", max_epochs),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    overrides = ()
+    if search_space:
+        section = select_model_section(load_space_file(search_space), model, tuple(list_models()))
+        overrides = tuple(section.items())
+    fixed = tuple(parse_set_options(model, sets).items())
+    cfg = SweepConfig(
+        model=model,
+        n_trials=n_trials,
+        total_trials=total_trials,
+        timeout=timeout,
+        study_name=study_name,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        sampler=sampler,
+        pruner=pruner,
+        max_epochs=max_epochs,
+        n_jobs=n_jobs,
+        trial_timeout=trial_timeout,
+        seed=seed,
+        search_space=overrides,
+        search_space_file=str(search_space) if search_space else None,
+        teacher=teacher,
+        preset=preset,
+        fixed=fixed,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+    )
+    from ecg_sweep.sweep.study import make_pruner, make_sampler
+
+    make_sampler(sampler, seed)  # unknown names fail before any data is read
+    make_pruner(pruner, max_epochs)
+    dev = resolve_device(device)
+    data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
+    console.print(
+        f"study {cfg.resolved_study_name!r} on {mask_url(storage or 'sqlite:///optuna.db')}, "
+        f"MLflow experiment {cfg.resolved_experiment!r}, device {dev}, sampler {sampler}, "
+        f"pruner {pruner}",
+        highlight=False,
+    )
+    outcome = optimize(cfg, data, str(dev), ConsoleReporter(n_trials))
+    summary = study_summary(outcome)
+    _print_summary(summary, outcome.tracker.uri)
+    if compress and outcome.best_run_id:
+        from ecg_sweep.cli.compress import compress_and_report
+
+        compress_and_report(outcome.tracker, outcome.best_run_id, data, str(dev))
+    logging.getLogger(__name__).debug("done")
+
+
+def _print_summary(s: dict, tracking_uri: str) -> None:
+    from ecg_sweep.tracking import mask_url
+
+    t = s["trials"]
+    out.print(
+        f"study {s['study_name']}: {t['COMPLETE']} complete, {t['PRUNED']} pruned, {t['FAIL']} failed"
+    )
+    if s["best_trial"] is None:
+        out.print("no trial completed: nothing to evaluate")
+        return
+    table = Table(
+        title=f"best trial {s['best_trial']}: val macro AUROC {s['best_value']:.4f}",
+        title_justify="left",
+    )
+    table.add_column("parameter")
+    table.add_column("value")
+    for k, v in s["best_params"].items():
+        table.add_row(k, _fmt(v))
+    out.print(table)
+    m = s["best_metrics"]
+    if "test_macro_auc" in m:
+        out.print(
+            f"test fold: macro AUROC {m['test_macro_auc']:.4f} [{m['test_macro_auc_ci_low']:.4f}, "
+            f"{m['test_macro_auc_ci_high']:.4f}], macro F1 {m['test_macro_f1']:.4f}, "
+            f"exact-match {m['test_exact_match_accuracy']:.4f}"
+        )
+    out.print(f"MLflow study run {s['study_run_id']}, best trial run {s['best_run_id']}")
+    out.print(f"best model: {s['best_model_uri']}")
+    out.print(f"open the UI: ecg-sweep ui --tracking-uri {mask_url(tracking_uri)}")

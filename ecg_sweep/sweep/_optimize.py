@@ -1,0 +1,292 @@
+"""``optimize()``: one invocation of a (possibly shared, possibly resumed) study."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ecg_sweep.config import TRAIN_FIELDS, SweepConfig, TrainConfig
+from ecg_sweep.data.dataset import PreparedData
+from ecg_sweep.engine import resolve_device
+from ecg_sweep.errors import ConfigError, StorageError
+from ecg_sweep.models import SpaceContext, get_model_spec
+from ecg_sweep.models._space import apply_overrides, space_to_dict
+from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback, trial_train_config
+from ecg_sweep.sweep.study import (
+    DEFAULT_STORAGE,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    study_lock,
+    worker_token,
+)
+from ecg_sweep.sweep.tracking import (
+    RUN_ATTR,
+    attach_study_run,
+    log_study_summary,
+    previous_best_runs,
+)
+from ecg_sweep.tracking import Tracker, mask_url
+from ecg_sweep.training import load_teacher, log_final
+
+__all__ = ["SweepOutcome", "optimize", "build_space", "best_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+_SPACE_ATTR = "search_space"
+
+
+@dataclass
+class SweepOutcome:
+    study: optuna.Study
+    study_run_id: str
+    tracker: Tracker
+    best_trial: optuna.trial.FrozenTrial | None
+    best_run_id: str | None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    best_model_uri: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def build_space(cfg: SweepConfig, ctx: SpaceContext) -> dict:
+    """The model's default space for this input, with the --search-space overrides applied."""
+    spec = get_model_spec(cfg.model)
+    space = apply_overrides(spec.search_space(ctx), dict(cfg.search_space), cfg.model)
+    spec.validate_space(space, ctx)
+    clash = sorted(k for k, _ in cfg.fixed if k in space)
+    if clash:
+        raise ConfigError(
+            f"--set {clash[0]}: this parameter is searched; fix it in --search-space instead"
+        )
+    return space
+
+
+def _sampler_seed(seed: int, first_worker: bool) -> int:
+    """The study's creator uses ``seed`` (reproducible); other workers derive their own so that
+    concurrent workers do not sample the same startup points."""
+    if first_worker:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{worker_token()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def optimize(
+    cfg: SweepConfig,
+    data: PreparedData,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> SweepOutcome:
+    """Run ``cfg.n_trials`` trials of the study ``cfg.resolved_study_name`` and log them to MLflow.
+
+    Creates or resumes the study; every trial is a nested MLflow run under the study run; at the
+    end the best trial is evaluated once on the test fold and its model logged.
+    """
+    reporter = reporter or Reporter()
+    spec = get_model_spec(cfg.model)
+    ctx = SpaceContext(data.n_leads, data.n_samples, has_teacher=bool(cfg.teacher))
+    space = build_space(cfg, ctx)
+    unknown = [k for k, _ in cfg.fixed if k not in TRAIN_FIELDS and k not in spec.defaults]
+    if unknown:
+        raise ConfigError(f"--set {unknown[0]}: not a parameter of {cfg.model!r} or of training")
+    dev = str(resolve_device(device))
+    tracker = Tracker(cfg.tracking_uri, cfg.resolved_experiment)  # fails fast if unreachable
+    teacher = load_teacher(cfg.teacher, cfg.model)
+    storage_url = cfg.storage or DEFAULT_STORAGE
+    storage = make_storage(
+        storage_url,
+        cfg.heartbeat_interval,
+        cfg.grace_period,
+        stale_trial_callback(lambda: tracker, cfg.max_retry),
+    )
+    space_dict = space_to_dict(space)
+    study_params = {
+        "model": cfg.model,
+        "sampler": cfg.sampler,
+        "pruner": cfg.pruner,
+        "n_trials": cfg.n_trials,
+        "max_epochs": cfg.max_epochs,
+        "seed": cfg.seed,
+        "storage": mask_url(storage_url),
+        "search_space_file": cfg.search_space_file,
+        "teacher": cfg.teacher,
+        "preset": cfg.preset,
+        "n_jobs": cfg.n_jobs,
+        "trial_timeout": cfg.trial_timeout,
+        "sampling_rate": data.sampling_rate,
+        "task": data.config.task,
+        **{f"fixed.{k}": v for k, v in cfg.fixed},
+    }
+    name = cfg.resolved_study_name
+    pruner = make_pruner(cfg.pruner, cfg.max_epochs)
+    with study_lock(storage_url, name):
+        try:
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                direction="maximize",
+                pruner=pruner,
+                load_if_exists=True,
+            )
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError(
+                f"--storage {mask_url(storage_url)}: cannot create or load study {name!r}: "
+                f"{mask_url(str(e).splitlines()[0] if str(e) else type(e).__name__)[:300]}"
+            ) from None
+        if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
+            raise StorageError(f"study {name!r} exists but does not maximize; use another name")
+        if study.user_attrs.get("model", cfg.model) != cfg.model:
+            raise ConfigError(
+                f"--study-name {name}: this study searches model {study.user_attrs['model']!r}, "
+                f"not {cfg.model!r}; pick another study name"
+            )
+        study_run_id, created = attach_study_run(tracker, study, study_params, space_dict)
+        first_worker = created and not study.trials
+        if first_worker or _SPACE_ATTR not in study.user_attrs:
+            study.set_user_attr(_SPACE_ATTR, space_dict)
+            study.set_user_attr("model", cfg.model)
+        elif study.user_attrs[_SPACE_ATTR] != space_dict:
+            log.warning(
+                "study %r was created with another search space; the new one applies to new trials",
+                name,
+            )
+    study.sampler = make_sampler(cfg.sampler, _sampler_seed(cfg.seed, first_worker))
+
+    if cfg.n_jobs > 1:
+        # Trials run in threads: share the cores instead of oversubscribing them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.n_jobs))
+    objective = Objective(
+        cfg=cfg,
+        spec=spec,
+        space=space,
+        ctx=ctx,
+        data=data,
+        tracker=tracker,
+        study_run_id=study_run_id,
+        device=dev,
+        teacher=teacher,
+        reporter=reporter,
+    )
+    callbacks = []
+    if cfg.total_trials:
+        callbacks.append(
+            optuna.study.MaxTrialsCallback(
+                cfg.total_trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            )
+        )
+    if hasattr(reporter, "trial_finished"):
+        callbacks.append(reporter.trial_finished)
+    status = "FAILED"
+    try:
+        study.optimize(
+            objective,
+            n_trials=cfg.n_trials,
+            timeout=cfg.timeout,
+            n_jobs=cfg.n_jobs,
+            catch=(Exception,),
+            callbacks=callbacks,
+            gc_after_trial=True,
+        )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        _close_interrupted(tracker, study)
+        raise
+    finally:
+        if status != "FINISHED":
+            tracker.end_run(study_run_id, status)
+    outcome = finalize(cfg, study, tracker, study_run_id, data, dev)
+    tracker.end_run(study_run_id, "FINISHED")
+    return outcome
+
+
+def _close_interrupted(tracker: Tracker, study: optuna.Study) -> None:
+    """Ctrl-C: Optuna fails the running trial; end its MLflow run too."""
+    from ecg_sweep.sweep.tracking import end_trial_run
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
+        run_id = t.user_attrs.get(RUN_ATTR)
+        if not run_id:
+            continue
+        try:
+            if tracker.get_run(run_id).info.status == "RUNNING":
+                end_trial_run(tracker, run_id, "FAIL", "interrupted by the user")
+        except Exception:
+            pass
+
+
+def best_checkpoint(tracker: Tracker, run_id: str, dest: str) -> str:
+    """Download the best weights that a completed trial logged."""
+    from ecg_sweep.sweep.objective import CHECKPOINT_ARTIFACT
+
+    local = tracker.client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACT}/best.pt", dest)
+    return local
+
+
+def finalize(
+    cfg: SweepConfig,
+    study: optuna.Study,
+    tracker: Tracker,
+    study_run_id: str,
+    data: PreparedData,
+    device: str,
+) -> SweepOutcome:
+    """Evaluate the best trial on the test fold once, log its model, summarize the study run."""
+    import tempfile
+
+    from ecg_sweep.models import load_checkpoint
+
+    states = [t.state for t in study.trials]
+    counts = {
+        s.name: states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
+    outcome = SweepOutcome(study, study_run_id, tracker, None, None, counts=counts)
+    if not counts["COMPLETE"]:
+        log_study_summary(tracker, study_run_id, study, None, {})
+        return outcome
+    best = study.best_trial
+    run_id = best.user_attrs[RUN_ATTR]
+    with study_lock(cfg.storage, study.study_name):
+        run = tracker.get_run(run_id)
+        if run.data.tags.get("ecg_sweep.model_uri"):
+            # Another worker (or an earlier invocation) already evaluated this best trial.
+            metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "val_"))}
+            uri = run.data.tags["ecg_sweep.model_uri"]
+        else:
+            for old in previous_best_runs(tracker, study_run_id):
+                tracker.set_tags(old, {"ecg_sweep.best": "false"})
+            with tempfile.TemporaryDirectory() as d:
+                model = load_checkpoint(best_checkpoint(tracker, run_id, d))
+            eval_cfg = trial_train_config(cfg, best.params, best.number)
+            eval_cfg = TrainConfig(**{**eval_cfg.__dict__, "device": device})
+            metrics, uri = log_final(tracker, run_id, model, data, eval_cfg)
+            tracker.set_tags(run_id, {"ecg_sweep.best": "true", "ecg_sweep.model_uri": uri})
+        log_study_summary(tracker, study_run_id, study, run_id, metrics)
+    outcome.best_trial = best
+    outcome.best_run_id = run_id
+    outcome.best_metrics = metrics
+    outcome.best_model_uri = uri
+    return outcome
+
+
+def study_summary(outcome: SweepOutcome) -> dict[str, Any]:
+    b = outcome.best_trial
+    return {
+        "study_name": outcome.study.study_name,
+        "study_run_id": outcome.study_run_id,
+        "trials": outcome.counts,
+        "best_trial": None if b is None else b.number,
+        "best_value": None if b is None else b.value,
+        "best_params": None if b is None else b.params,
+        "best_run_id": outcome.best_run_id,
+        "best_model_uri": outcome.best_model_uri,
+        "best_metrics": outcome.best_metrics,
+    }

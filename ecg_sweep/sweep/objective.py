@@ -1,0 +1,181 @@
+"""The Optuna objective: sample -> build -> fit (pruning per epoch) -> log the trial run."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from torch import nn
+
+from ecg_sweep.config import SweepConfig, TrainConfig
+from ecg_sweep.data.dataset import PreparedData
+from ecg_sweep.engine import FitTimeout, fit, seed_everything
+from ecg_sweep.models import ModelSpec, SpaceContext, build_model
+from ecg_sweep.models._space import SearchSpace
+from ecg_sweep.sweep.tracking import RUN_ATTR, end_trial_run, trial_tags
+from ecg_sweep.tracking import Tracker
+from ecg_sweep.training import make_train_config, model_info, run_params, split_params
+
+__all__ = ["Objective", "Reporter", "trial_train_config"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+
+
+class Reporter:
+    """Progress hooks for a UI; the default only logs. All methods may be called from threads."""
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        log.info("trial %d started: %s", number, params)
+
+    def epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        log.debug("trial %d epoch %d: %s", number, epoch, metrics)
+
+    def first_speed(self, samples_per_s: float, device: str, n_train: int, max_epochs: int) -> None:
+        log.info("first epoch: %.0f samples/s on %s", samples_per_s, device)
+
+
+def trial_train_config(cfg: SweepConfig, sampled: dict[str, Any], trial_number: int) -> TrainConfig:
+    """Family defaults < --set fixed values < sampled values; the seed differs per trial."""
+    fixed_model, fixed_train = split_params(dict(cfg.fixed))
+    _, train_params = split_params(sampled)
+    return make_train_config(
+        cfg.model,
+        **{
+            "max_epochs": cfg.max_epochs,
+            **fixed_train,
+            **train_params,
+            "seed": cfg.seed + trial_number,
+        },
+    )
+
+
+@dataclass
+class Objective:
+    cfg: SweepConfig
+    spec: ModelSpec
+    space: SearchSpace
+    ctx: SpaceContext
+    data: PreparedData
+    tracker: Tracker
+    study_run_id: str
+    device: str
+    teacher: nn.Module | None = None
+    reporter: Reporter = field(default_factory=Reporter)
+    _speed_reported: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        sampled = self.spec.suggest(trial, self.space, self.ctx)
+        fixed_model, _ = split_params(dict(self.cfg.fixed))
+        model_params, _ = split_params(
+            {**self.spec.params(self.cfg.preset), **fixed_model, **sampled}
+        )
+        train_cfg = trial_train_config(self.cfg, sampled, trial.number)
+        train_cfg = TrainConfig(**{**train_cfg.__dict__, "device": self.device})
+        info = model_info(self.cfg.model, model_params, self.data)
+        run_id = self.tracker.start_run(
+            f"trial-{trial.number:04d}",
+            tags=trial_tags(trial.study, trial.number, self.cfg.model),
+            parent_run_id=self.study_run_id,
+        )
+        trial.set_user_attr(RUN_ATTR, run_id)
+        self.reporter.trial_started(trial.number, sampled)
+        try:
+            value = self._run(trial, run_id, info, train_cfg)
+        except optuna.TrialPruned as e:
+            end_trial_run(self.tracker, run_id, "PRUNED", str(e))
+            raise
+        except Exception as e:
+            end_trial_run(self.tracker, run_id, "FAIL", f"{type(e).__name__}: {e}")
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+            raise
+        end_trial_run(self.tracker, run_id, "COMPLETE")
+        return value
+
+    def _run(self, trial: optuna.Trial, run_id: str, info, train_cfg: TrainConfig) -> float:
+        params = run_params(info, train_cfg, self.data, self.cfg.teacher)
+        self.tracker.log_params(run_id, params)
+        seed_everything(train_cfg.seed)
+        model = build_model(info)
+        self.tracker.log_params(run_id, {"n_params": sum(p.numel() for p in model.parameters())})
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+            self.tracker.log_metrics(run_id, metrics, step=epoch)
+            self.reporter.epoch(trial.number, epoch, metrics)
+            with self._lock:
+                first = not self._speed_reported
+                self._speed_reported = True
+            if first:
+                self.reporter.first_speed(
+                    metrics["train_samples_per_s"],
+                    self.device,
+                    len(self.data.train),
+                    train_cfg.max_epochs,
+                )
+            trial.report(metrics["val_macro_auc"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"pruned at epoch {epoch}: val_macro_auc {metrics['val_macro_auc']:.4f} "
+                    f"below the {self.cfg.pruner} pruner's bar"
+                )
+
+        with tempfile.TemporaryDirectory(prefix="ecg-sweep-trial-") as d:
+            ckpt = Path(d) / "best.pt"
+            t0 = time.monotonic()
+            try:
+                result = fit(
+                    model,
+                    self.data,
+                    train_cfg,
+                    teacher=self.teacher,
+                    on_epoch_end=on_epoch_end,
+                    checkpoint=ckpt,
+                    time_limit=self.cfg.trial_timeout,
+                )
+            except FitTimeout as e:
+                reason = f"trial timeout: {e}"
+                if e.history:
+                    # Prune with what it reached: the sampler learns the region was slow/poor.
+                    raise optuna.TrialPruned(reason) from None
+                raise TimeoutError(f"{reason} before the first epoch ended") from None
+            self.tracker.log_metrics(
+                run_id,
+                {
+                    "best_val_macro_auc": result.best_val_macro_auc,
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": result.epochs_run,
+                    "fit_seconds": time.monotonic() - t0,
+                    "train_samples_per_s": result.train_samples_per_s,
+                },
+            )
+            self.tracker.set_tags(run_id, {"ecg_sweep.stop_reason": result.stop_reason})
+            # Every completed trial keeps its best weights (cheap: a file copy); the study's
+            # best is re-loaded from here to be evaluated on the test fold and logged as a model.
+            self.tracker.log_artifact(run_id, ckpt, CHECKPOINT_ARTIFACT)
+        return result.best_val_macro_auc
+
+
+def stale_trial_callback(tracker_factory: Callable[[], Tracker | None], max_retry: int):
+    """Heartbeat-stale trial (dead worker): close its MLflow run, then retry its params."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    from ecg_sweep.sweep.tracking import mark_stale_trial
+
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        tracker = tracker_factory()
+        if tracker is not None:
+            mark_stale_trial(tracker, trial)
+        retry(study, trial)
+
+    return callback

@@ -1,0 +1,186 @@
+"""MLflow tracking through ``MlflowClient`` with explicit run ids.
+
+Explicit ids (never the fluent active-run stack) make logging safe from trial threads and from
+several processes, and let a resumed study re-attach to its parent run. The run names, tags and
+metric names are the contract of DESIGN.md §4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ecg_sweep.errors import TrackingError
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "Tracker",
+    "mask_url",
+    "resolve_tracking_uri",
+    "KIND_TAG",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default, in the working directory
+KIND_TAG = "ecg_sweep.kind"
+PARENT_TAG = "mlflow.parentRunId"
+_MAX_PARAM_LEN = 6000
+
+_URL_PASSWORD = re.compile(
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)"
+)
+
+
+def mask_url(text: str) -> str:
+    """Replace the password of every ``scheme://user:password@host`` in ``text`` with ***."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}", str(text))
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else ``sqlite:///mlflow.db`` in the cwd."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _fmt_param(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 10))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    text = mask_url(str(value))
+    return text[:_MAX_PARAM_LEN]
+
+
+class Tracker:
+    """A thin, explicit-id wrapper over ``MlflowClient`` for one experiment."""
+
+    def __init__(self, tracking_uri: str | None, experiment: str, check: bool = True):
+        from mlflow import MlflowClient
+
+        self.uri = resolve_tracking_uri(tracking_uri)
+        self.experiment_name = experiment
+        if (
+            self.uri.startswith("file:")
+            or "://" not in self.uri
+            and not self.uri.startswith("sqlite")
+        ):
+            # MLflow 3 refuses file stores unless this is set; the user chose one explicitly.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.experiment_id = self._experiment_id(experiment) if check else None
+
+    def _fail(self, what: str, e: Exception) -> TrackingError:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return TrackingError(f"tracking URI {mask_url(self.uri)}: {what}: {mask_url(msg)[:300]}")
+
+    def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                try:
+                    return self.client.create_experiment(name)
+                except MlflowException:
+                    # Another process created it between our get and create.
+                    exp = self.client.get_experiment_by_name(name)
+                    if exp is None:
+                        raise
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        except TrackingError:
+            raise
+        except Exception as e:  # MlflowException, requests errors, sqlalchemy errors
+            raise self._fail("cannot reach the tracking store", e) from None
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_run(
+        self, name: str, tags: Mapping[str, Any] | None = None, parent_run_id: str | None = None
+    ) -> str:
+        all_tags = {k: _fmt_param(v) for k, v in (tags or {}).items()}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, _fmt_param(v)) for k, v in tags.items()])
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log params; a key already logged with the same value is skipped (resume-safe)."""
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params
+        new = {k: _fmt_param(v) for k, v in params.items() if v is not None}
+        todo = [Param(k, v) for k, v in new.items() if existing.get(k) != v]
+        changed = [p.key for p in todo if p.key in existing]
+        if changed:
+            # MLflow params are immutable; record the new value under a tag instead of failing.
+            self.set_tags(run_id, {f"param_changed.{k}": new[k] for k in changed})
+            todo = [p for p in todo if p.key not in existing]
+        for i in range(0, len(todo), 100):
+            self.client.log_batch(run_id, params=todo[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        batch = [
+            Metric(k, float(v), ts, step)
+            for k, v in metrics.items()
+            if v is not None and isinstance(v, (int, float)) and math.isfinite(float(v))
+        ]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(run_id, metrics=batch[i : i + 500])
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_dict(self, run_id: str, obj: Any, artifact_file: str) -> None:
+        self.client.log_dict(run_id, obj, artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        import matplotlib.pyplot as plt
+
+        self.client.log_figure(run_id, figure, artifact_file)
+        plt.close(figure)
+
+    def log_files(self, run_id: str, files: Mapping[str, bytes | str], artifact_path: str) -> None:
+        """Write small in-memory files to a temp folder and log them as one artifact folder."""
+        with tempfile.TemporaryDirectory() as d:
+            for name, content in files.items():
+                p = Path(d) / name
+                p.write_bytes(content if isinstance(content, bytes) else content.encode())
+            self.client.log_artifacts(run_id, d, artifact_path)
+
+    def get_run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+    def search_runs(self, filter_string: str = "", max_results: int = 1000, order_by=None):
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=filter_string,
+            max_results=max_results,
+            order_by=order_by,
+        )
