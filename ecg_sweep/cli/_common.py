@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-console = Console(stderr=True, soft_wrap=True, highlight=False)  # status and progress go to stderr; results to stdout
+console = Console(
+    stderr=True, soft_wrap=True, highlight=False
+)  # status and progress go to stderr; results to stdout
 out = Console(highlight=False, soft_wrap=True)
 
 DATA_ENV = "ECG_SWEEP_DATA"

@@ -179,3 +179,10 @@ def register(app: typer.Typer) -> None:
     from ecg_sweep.cli.optimize import optimize_cmd
 
     app.command("optimize")(optimize_cmd)
+    from ecg_sweep.cli.registry import compare_cmd, predict_cmd, promote_cmd, ui_cmd
+
+    app.command("promote")(promote_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("compare")(compare_cmd)
+    app.command("ui")(ui_cmd)
+    from ecg_sweep.cli.compress import compress_cmd; app.command("compress")(compress_cmd)  # fmt: skip  # noqa: E702, I001

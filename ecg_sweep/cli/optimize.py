@@ -19,10 +19,9 @@ from ecg_sweep.cli._common import (
     console,
     out,
 )
-from ecg_sweep.sweep.objective import Reporter
 
 
-class ConsoleReporter(Reporter):
+class ConsoleReporter:
     """Live per-epoch and per-trial lines on stderr (works in terminals and in CI logs)."""
 
     def __init__(self, n_trials: int | None):
@@ -123,6 +122,11 @@ def optimize_cmd(
     compress: bool = typer.Option(
         True, "--compress/--no-compress", help="Compress the best trial's model afterwards."
     ),
+    register: bool = typer.Option(
+        True,
+        "--register/--no-register",
+        help="Register the best model (and best compressed variant) as ecg-<model>, alias challenger.",
+    ),
     data_dir: Path = DataDirOpt,
     cache_dir: Path = CacheDirOpt,
     sampling_rate: int = SamplingRateOpt,
@@ -202,6 +206,23 @@ def optimize_cmd(
         from ecg_sweep.cli.compress import compress_and_report
 
         compress_and_report(outcome.tracker, outcome.best_run_id, data, str(dev))
+    if register and outcome.best_run_id:
+        from ecg_sweep.registry import register_study_best, test_fold_id
+
+        versions = register_study_best(
+            outcome.tracker,
+            outcome.best_run_id,
+            model,
+            test_fold_id(data.test.ecg_ids, str(data.root), data.config.task),
+            include_compressed=compress,
+        )
+        for v in versions:
+            alias = f" @{', @'.join(v.aliases)}" if v.aliases else ""
+            out.print(
+                f"registered {v.name} version {v.version} ({v.method}, test macro AUROC "
+                f"{v.test_macro_auc:.4f}){alias}"
+            )
+        out.print(f"promote it to serving: ecg-sweep promote --model {model}")
     logging.getLogger(__name__).debug("done")
 
 

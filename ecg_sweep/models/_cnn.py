@@ -5,22 +5,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ecg_sweep.models._common import IMAGE_ONLY, SIGNAL_ONLY, TRAIN_DIMS, image_dims
+import torch
+from torch import nn
+
+from ecg_sweep.models._common import IMAGE_ONLY, SIGNAL_ONLY, TRAIN_DIMS, Condition, image_dims
+from ecg_sweep.models._input import InputSpec
 from ecg_sweep.models._registry import SpaceContext
 from ecg_sweep.models._space import Categorical, Dim, Float
 
 # Defaults shared by both CNN families: the ECG-native folded input and the seed's image.
 CNN_INPUT_DEFAULTS: dict[str, Any] = {
     "input_repr": "signal",
+    "signal_layout": "1d",
     "signal_height": 32,
     "signal_width": 32,
     "image_height": 182,
     "image_width": 256,
 }
 
+FOLD_ONLY: Condition = lambda p: SIGNAL_ONLY(p) and p.get("signal_layout") == "fold"  # noqa: E731
+
 CNN_CONDITIONS = {
-    "signal_height": SIGNAL_ONLY,
-    "signal_width": SIGNAL_ONLY,
+    "signal_layout": SIGNAL_ONLY,
+    "signal_height": FOLD_ONLY,
+    "signal_width": FOLD_ONLY,
     "image_height": IMAGE_ONLY,
     "image_width": IMAGE_ONLY,
 }
@@ -29,6 +37,7 @@ CNN_CONDITIONS = {
 def cnn_input_dims(ctx: SpaceContext) -> dict[str, Dim]:
     return {
         "input_repr": Categorical(("signal", "image")),
+        "signal_layout": Categorical(("1d", "fold")),
         "signal_height": Categorical((32, 64)),
         "signal_width": Categorical((32, 64)),
         **image_dims(),
@@ -50,3 +59,31 @@ def parse_depths(value: str | tuple | list, n: int = 4) -> tuple[int, ...]:
 
 def common_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"drop_rate": params["dropout"], "drop_path_rate": params["drop_path"]}
+
+
+def to_1d(model: nn.Module) -> nn.Module:
+    """Turn a timm 2-D CNN into the same architecture over time only, in place.
+
+    Every Conv2d with kernel (kh, kw) becomes (1, kw) with stride (1, sw) and padding (0, pw);
+    its weight keeps the centre row of the initialization. The input is then (B, 12, 1, T):
+    leads as channels, time as width -- a 1-D CNN like the benchmark's best (resnet1d,
+    xresnet1d) with the family's blocks, widths and depths, at the cost of about one image row.
+    """
+    for mod in model.modules():
+        if not isinstance(mod, nn.Conv2d):
+            continue
+        if mod.kernel_size[0] != 1 or mod.stride[0] != 1 or mod.padding[0] != 0:
+            kh = mod.kernel_size[0]
+            with torch.no_grad():
+                mod.weight = nn.Parameter(mod.weight[:, :, kh // 2 : kh // 2 + 1, :].clone())
+            mod.kernel_size = (1, mod.kernel_size[1])
+            mod.stride = (1, mod.stride[1])
+            if isinstance(mod.padding, tuple):
+                mod.padding = (0, mod.padding[1])
+            mod.dilation = (1, mod.dilation[1])
+    return model
+
+
+def finish_cnn(model: nn.Module, input_spec: InputSpec) -> nn.Module:
+    """Apply what the input layout needs (time-only convolutions for leads-as-channels)."""
+    return to_1d(model) if input_spec.layout == "leads_channels" else model

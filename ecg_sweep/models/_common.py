@@ -62,9 +62,9 @@ def transformer_input_spec(params: Mapping[str, Any], ctx: SpaceContext) -> Inpu
         p = params["patch_size"]
         h = nearest_multiple(params["image_height"], p)
         w = nearest_multiple(params["image_width"], p)
-        return InputSpec("image", 3, h, w)
+        return InputSpec("image", 3, h, w, layout="image")
     _check_repr(params)
-    return InputSpec("signal", 1, ctx.n_leads, ctx.n_samples)
+    return InputSpec("signal", 1, ctx.n_leads, ctx.n_samples, layout="leads_rows")
 
 
 def transformer_patch(params: Mapping[str, Any], ctx: SpaceContext) -> tuple[int, int]:
@@ -115,14 +115,26 @@ def validate_transformer_space(space: SearchSpace, ctx: SpaceContext) -> None:
 def cnn_input_spec(params: Mapping[str, Any], ctx: SpaceContext) -> InputSpec:
     _check_repr(params)
     if params["input_repr"] == "image":
-        return InputSpec("image", 3, params["image_height"], params["image_width"])
+        return InputSpec("image", 3, params["image_height"], params["image_width"], layout="image")
+    if params["signal_layout"] == "1d":
+        return InputSpec("signal", ctx.n_leads, 1, ctx.n_samples, layout="leads_channels")
     return InputSpec(
-        "signal", ctx.n_leads, params["signal_height"], params["signal_width"], fold=True
+        "signal", ctx.n_leads, params["signal_height"], params["signal_width"], layout="fold"
     )
 
 
 def validate_cnn(params: Mapping[str, Any], ctx: SpaceContext, min_side: int = 32) -> None:
+    if params.get("input_repr") == "signal" and params.get("signal_layout") not in ("1d", "fold"):
+        raise ConfigError(
+            f"signal_layout must be '1d' or 'fold', not {params.get('signal_layout')!r}"
+        )
     spec = cnn_input_spec(params, ctx)
+    if spec.layout == "leads_channels":
+        if spec.width < min_side:
+            raise ConfigError(
+                f"records of {spec.width} samples are too short for a 32x-downsampling CNN"
+            )
+        return
     if min(spec.height, spec.width) < min_side:
         raise ConfigError(
             f"input {spec.height}x{spec.width} is too small for a 32x-downsampling CNN; "

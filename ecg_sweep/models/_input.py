@@ -16,9 +16,13 @@ from torch import nn
 __all__ = ["InputSpec", "InputAdapter", "REPRESENTATIONS", "nearest_multiple"]
 
 # image: the seed's, the 12 x T matrix resized to H x W and copied to 3 channels.
-# signal: ECG-native; transformers see 1 x 12 x T with lead-by-time patches, CNNs see the leads
-#         as channels and time folded into an H x W raster that survives 32x downsampling.
+# signal: ECG-native. Transformers see 1 x 12 x T with lead-by-time patches. CNNs see the leads
+#         as channels over time, 12 x 1 x T, with their convolutions made time-only (a 1-D CNN
+#         with the family's blocks), or -- the cheaper "fold" layout -- time folded into an
+#         H x W raster that survives 32x downsampling.
 REPRESENTATIONS = ("signal", "image")
+# How the adapter lays the (B, 12, T) signal out for the backbone.
+LAYOUTS = ("image", "leads_rows", "leads_channels", "fold")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,11 @@ class InputSpec:
     channels: int  # in_chans of the backbone
     height: int
     width: int
-    fold: bool = False  # signal for CNNs: leads -> channels, time -> (height, width) raster
+    layout: str = "leads_rows"  # one of LAYOUTS
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -53,13 +61,15 @@ class InputAdapter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std  # (B, 12, T)
         s = self.spec
-        if s.repr == "image":
+        if s.layout == "image":
             # (B, 12, T) -> (B, 1, 12, T) -> bilinear resize to (B, 1, H, W) -> 3 channels
             img = F.interpolate(
                 x.unsqueeze(1), size=(s.height, s.width), mode="bilinear", align_corners=False
             )
             return img.expand(-1, s.channels, -1, -1).contiguous()
-        if s.fold:
+        if s.layout == "leads_channels":
+            return x.unsqueeze(2)  # (B, 12, T) -> (B, 12, 1, T): leads as channels, time as width
+        if s.layout == "fold":
             # (B, 12, T) -> resample time to H*W -> (B, 12, H, W), row-major raster of time
             n = s.height * s.width
             if n != x.shape[-1]:

@@ -19,6 +19,7 @@ from ecg_sweep.models._cnn import (
     cnn_input_dims,
     cnn_regularization_dims,
     common_kwargs,
+    finish_cnn,
     parse_depths,
 )
 from ecg_sweep.models._common import cnn_input_spec, sample_space, validate_cnn
@@ -50,7 +51,7 @@ def search_space(ctx: SpaceContext) -> dict[str, Dim]:
 
 def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: Any) -> nn.Module:
     w = int(params["width"])
-    return timm.create_model(
+    model = timm.create_model(
         "convnext_tiny",
         pretrained=False,
         num_classes=num_classes,
@@ -60,6 +61,7 @@ def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: 
         kernel_sizes=int(params["kernel_size"]),
         **common_kwargs(params),
     )
+    return finish_cnn(model, input_spec)
 
 
 def suggest(trial: TrialLike, space: SearchSpace, ctx: SpaceContext) -> dict[str, Any]:

@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "drop_path": 0.1,
 }
 TRAIN_DEFAULTS = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05}
-TINY = {"embed_dim": 48, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "patch_time": 25}
+TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "patch_time": 20}
 DISTILL_DIMS = {"distill_alpha": Float(0.1, 0.9), "distill_temperature": Float(1.0, 8.0, log=True)}
 
 

@@ -18,6 +18,7 @@ from ecg_sweep.models._cnn import (
     cnn_input_dims,
     cnn_regularization_dims,
     common_kwargs,
+    finish_cnn,
 )
 from ecg_sweep.models._common import cnn_input_spec, sample_space, validate_cnn
 from ecg_sweep.models._input import InputSpec
@@ -53,7 +54,7 @@ def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: 
         from ecg_sweep.errors import ConfigError
 
         raise ConfigError(f"variant {params['variant']!r} unknown; valid: {', '.join(VARIANTS)}")
-    return timm.create_model(
+    model = timm.create_model(
         params["variant"],
         pretrained=False,
         num_classes=num_classes,
@@ -62,6 +63,7 @@ def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: 
         depth_multiplier=params["depth_mult"],
         **common_kwargs(params),
     )
+    return finish_cnn(model, input_spec)
 
 
 def suggest(trial: TrialLike, space: SearchSpace, ctx: SpaceContext) -> dict[str, Any]:

@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "drop_path": 0.0,
 }
 TRAIN_DEFAULTS = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05}
-TINY = {"embed_dim": 48, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "patch_time": 25}
+TINY = {"embed_dim": 64, "depth": 2, "num_heads": 2, "mlp_ratio": 2.0, "patch_time": 20}
 
 # Geometry and representation params are conditional on the representation.
 CONDITIONS = {

@@ -258,7 +258,9 @@ def finalize(
         run = tracker.get_run(run_id)
         if run.data.tags.get("ecg_sweep.model_uri"):
             # Another worker (or an earlier invocation) already evaluated this best trial.
-            metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "val_"))}
+            metrics = {
+                k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "final_val_"))
+            }
             uri = run.data.tags["ecg_sweep.model_uri"]
         else:
             for old in previous_best_runs(tracker, study_run_id):

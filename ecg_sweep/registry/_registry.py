@@ -1,0 +1,218 @@
+"""MLflow model registry: register a study's winners, promote with a gate, resolve aliases."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ecg_sweep.errors import ConfigError, TrackingError
+from ecg_sweep.tracking import KIND_TAG, PARENT_TAG, Tracker
+
+__all__ = [
+    "CHAMPION",
+    "CHALLENGER",
+    "registered_name",
+    "RegisteredVersion",
+    "register_study_best",
+    "promote",
+    "test_fold_id",
+    "run_model_uri",
+]
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"  # the version that serves
+CHALLENGER = "challenger"  # the newest best, waiting for `promote`
+TEST_FOLD_TAG = "ecg_sweep.test_fold_id"
+# A compressed variant is a candidate only if it keeps the accuracy of its fp32 parent.
+MAX_AUC_DROP = 0.01
+
+
+def registered_name(model: str) -> str:
+    return f"ecg-{model}"
+
+
+def test_fold_id(ecg_ids, root: str, task: str) -> str:
+    """Identity of a test fold: which records, from which dataset, for which task."""
+    h = hashlib.sha256(f"{root}|{task}|".encode())
+    h.update(",".join(map(str, sorted(int(i) for i in ecg_ids))).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    method: str
+    run_id: str
+    test_macro_auc: float
+    aliases: tuple[str, ...]
+
+
+def run_model_uri(tracker: Tracker, run_id: str) -> str | None:
+    """The model logged by a run: the ``ecg_sweep.model_uri`` tag, else its LoggedModel."""
+    run = tracker.get_run(run_id)
+    uri = run.data.tags.get("ecg_sweep.model_uri")
+    if uri:
+        return uri
+    models = tracker.client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'", max_results=10
+    )
+    return models[0].model_uri if models else None
+
+
+def _version_tags(
+    run, method: str, study: str | None, trial: str | None, fold_id: str
+) -> dict[str, Any]:
+    m = run.data.metrics
+    tags = {
+        "ecg_sweep.study": study or "",
+        "ecg_sweep.trial": trial or "",
+        "ecg_sweep.method": method,
+        "ecg_sweep.run_id": run.info.run_id,
+        TEST_FOLD_TAG: fold_id,
+    }
+    for key in ("test_macro_auc", "size_bytes", "latency_ms_p50_bs1", "test_macro_f1"):
+        if key in m:
+            tags[key] = f"{m[key]:.6g}"
+    return tags
+
+
+def _best_compressed(tracker: Tracker, best_run_id: str, fp32_auc: float):
+    runs = tracker.search_runs(
+        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = 'compression'"
+    )
+    candidates = []
+    for r in runs:
+        m = r.data.metrics
+        method = r.data.tags.get("ecg_sweep.method", "")
+        if method == "fp32" or "test_macro_auc" not in m or "speedup_bs1" not in m:
+            continue
+        if m["test_macro_auc"] < fp32_auc - MAX_AUC_DROP or r.info.status != "FINISHED":
+            continue
+        if run_model_uri(tracker, r.info.run_id) is None:
+            continue
+        candidates.append(r)
+    # Fastest first; on a tie the smaller artifact.
+    candidates.sort(
+        key=lambda r: (-r.data.metrics["speedup_bs1"], r.data.metrics.get("size_bytes", 0))
+    )
+    return candidates[0] if candidates else None
+
+
+def register_study_best(
+    tracker: Tracker, best_run_id: str, model: str, fold_id: str, include_compressed: bool = True
+) -> list[RegisteredVersion]:
+    """Register the best trial's model and its best compressed variant as versions of
+    ``ecg-<model>``; the one with the higher test macro AUROC becomes ``challenger``."""
+    client = tracker.client
+    name = registered_name(model)
+    best = tracker.get_run(best_run_id)
+    study = best.data.tags.get("optuna.study_name")
+    trial = best.data.tags.get("optuna.trial_number")
+    if "test_macro_auc" not in best.data.metrics:
+        raise ConfigError(
+            f"run {best_run_id} has no test metrics: it is not an evaluated best trial"
+        )
+    entries = [(best, "fp32")]
+    if include_compressed:
+        comp = _best_compressed(tracker, best_run_id, best.data.metrics["test_macro_auc"])
+        if comp is not None:
+            entries.append((comp, comp.data.tags["ecg_sweep.method"]))
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        client.create_registered_model(
+            name, description=f"ecg-sweep {model}: PTB-XL multi-label classifiers"
+        )
+    already = {
+        v.run_id: v for v in client.search_model_versions(f"name = '{name}'", max_results=1000)
+    }
+    out = []
+    for run, method in entries:
+        if run.info.run_id in already:  # a resumed study whose best did not change
+            out.append((already[run.info.run_id], run, method))
+            continue
+        uri = run_model_uri(tracker, run.info.run_id)
+        if uri is None:
+            raise TrackingError(f"run {run.info.run_id} has no logged model to register")
+        model_id = uri.split("/", 1)[1] if uri.startswith("models:/m-") else None
+        mv = client.create_model_version(
+            name,
+            source=uri,
+            run_id=run.info.run_id,
+            tags=_version_tags(run, method, study, trial, fold_id),
+            model_id=model_id,
+            description=f"{method} variant of study {study} trial {trial}",
+        )
+        out.append((mv, run, method))
+    winner = max(out, key=lambda e: e[1].data.metrics.get("test_macro_auc", float("-inf")))
+    client.set_registered_model_alias(name, CHALLENGER, winner[0].version)
+    return [
+        RegisteredVersion(
+            name,
+            mv.version,
+            method,
+            run.info.run_id,
+            run.data.metrics.get("test_macro_auc", float("nan")),
+            (CHALLENGER,) if mv is winner[0] else (),
+        )
+        for mv, run, method in out
+    ]
+
+
+def _alias_version(client, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception:
+        return None
+
+
+def promote(tracker: Tracker, model: str, version: str | None = None, force: bool = False) -> dict:
+    """Move ``champion`` to ``version`` (default: the challenger) if it beats the champion on
+    test macro AUROC of the same test fold; record the previous champion in a tag."""
+    client = tracker.client
+    name = registered_name(model)
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        raise ConfigError(
+            f"no registered model {name!r}; run `ecg-sweep optimize --model {model}` first"
+        ) from None
+    if version is None:
+        mv = _alias_version(client, name, CHALLENGER)
+        if mv is None:
+            raise ConfigError(f"{name} has no {CHALLENGER!r} alias; pass --version")
+    else:
+        try:
+            mv = client.get_model_version(name, str(version))
+        except Exception:
+            raise ConfigError(f"{name} has no version {version}") from None
+    champion = _alias_version(client, name, CHAMPION)
+    if champion is not None and champion.version == mv.version:
+        raise ConfigError(f"{name} version {mv.version} is already the champion")
+    new_auc = float(mv.tags.get("test_macro_auc", "nan"))
+    result = {"name": name, "version": mv.version, "test_macro_auc": new_auc, "previous": None}
+    if champion is not None:
+        old_auc = float(champion.tags.get("test_macro_auc", "nan"))
+        result["previous"] = champion.version
+        result["previous_test_macro_auc"] = old_auc
+        same_fold = mv.tags.get(TEST_FOLD_TAG) == champion.tags.get(TEST_FOLD_TAG)
+        if not force:
+            if not same_fold:
+                raise ConfigError(
+                    f"{name} version {mv.version} and champion version {champion.version} were "
+                    f"evaluated on different test folds; not comparable (--force to promote anyway)"
+                )
+            if not new_auc > old_auc:
+                raise ConfigError(
+                    f"{name} version {mv.version} (test macro AUROC {new_auc:.4f}) does not beat "
+                    f"champion version {champion.version} ({old_auc:.4f}); not promoted "
+                    f"(--force to promote anyway)"
+                )
+        client.set_model_version_tag(name, mv.version, "previous_champion", champion.version)
+    client.set_registered_model_alias(name, CHAMPION, mv.version)
+    client.set_model_version_tag(name, mv.version, "promoted_forced", str(bool(force)).lower())
+    return result

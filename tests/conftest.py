@@ -1,0 +1,109 @@
+"""Shared fixtures: synthetic PTB-XL datasets (written with wfdb so the real loader runs), the
+30 real records from ../shared, and isolation of every store (cache, MLflow, Optuna) in tmp dirs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL30 = Path(os.environ.get("ECG_SWEEP_REAL30", REPO.parent / "shared/data/ptbxl-real-30"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+    """No test touches ~/.cache, ./mlflow.db or a user's MLFLOW_TRACKING_URI."""
+    cache = tmp_path_factory.mktemp("ecg-cache")
+    old = {
+        k: os.environ.get(k) for k in ("ECG_SWEEP_CACHE", "MLFLOW_TRACKING_URI", "ECG_SWEEP_DATA")
+    }
+    os.environ["ECG_SWEEP_CACHE"] = str(cache)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("ECG_SWEEP_DATA", None)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def real30() -> Path:
+    if not (REAL30 / "ptbxl_database.csv").is_file():
+        pytest.skip(f"30 real PTB-XL records not found at {REAL30} (set ECG_SWEEP_REAL30)")
+    return REAL30
+
+
+@pytest.fixture
+def real30_copy(real30, tmp_path) -> Path:
+    """A writable copy of the real records, to break on purpose."""
+    dst = tmp_path / "real30"
+    shutil.copytree(real30, dst)
+    for p in [dst, *dst.rglob("*")]:
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """120 records at 100 and 500 Hz, all 10 folds: for data-layer tests."""
+    from ecg_sweep.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth") / "small"
+    synthesize(root, n_records=120, seed=3, sampling_rates=(100, 500))
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_learn(tmp_path_factory) -> Path:
+    """A 100 Hz dataset big and easy enough that tiny models learn in a few epochs."""
+    from ecg_sweep.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth") / "learn"
+    synthesize(
+        root, n_records=LEARN_RECORDS, seed=7, difficulty=LEARN_DIFFICULTY, sampling_rates=(100,)
+    )
+    return root
+
+
+LEARN_RECORDS = 1500
+LEARN_DIFFICULTY = 0.0
+
+
+@pytest.fixture(scope="session")
+def learn_data(synth_learn, tmp_path_factory):
+    """The learn dataset prepared once (decoded into a session cache) and shared by tests."""
+    from ecg_sweep.config import DataConfig
+    from ecg_sweep.data.dataset import prepare
+
+    return prepare(DataConfig(root=synth_learn, cache_dir=tmp_path_factory.mktemp("learn-cache")))
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in an empty working directory (the embedded sqlite stores land here)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """Run the real console entry point in a subprocess; returns CompletedProcess."""
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ecg_sweep", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+    )
