@@ -7,6 +7,8 @@ metric names are the contract of DESIGN.md §4.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -38,6 +40,22 @@ _MAX_PARAM_LEN = 6000
 _URL_PASSWORD = re.compile(
     r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)"
 )
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(uri: str):
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///") :])
+    lock = db.with_name(db.name + ".init.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def mask_url(text: str) -> str:
@@ -76,8 +94,36 @@ class Tracker:
         ):
             # MLflow 3 refuses file stores unless this is set; the user chose one explicitly.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-        self.experiment_id = self._experiment_id(experiment) if check else None
+        if check and self.uri.startswith(("http://", "https://")):
+            self._check_http()
+        self.experiment_id = None
+        # Two processes creating one sqlite store at once race in MLflow's schema migration
+        # (duplicate column / CircularDependencyError): serialize the first touch of the store.
+        with _sqlite_init_lock(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            if check:
+                self.experiment_id = self._experiment_id(experiment)
+
+    def _check_http(self, timeout: float = 10.0) -> None:
+        """One quick request: MLflow's own client retries an unreachable server for minutes."""
+        import urllib.error
+        import urllib.request
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.uri)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+        try:
+            urllib.request.urlopen(url, timeout=timeout).close()
+        except urllib.error.HTTPError:
+            pass  # the server answered (auth proxies may refuse /health): it is reachable
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise TrackingError(
+                f"tracking URI {mask_url(self.uri)}: cannot reach the server: {reason}"
+            ) from None
 
     def _fail(self, what: str, e: Exception) -> TrackingError:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

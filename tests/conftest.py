@@ -73,6 +73,24 @@ def synth_learn(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def synth_sweep(tmp_path_factory) -> Path:
+    """A small, easy 100 Hz dataset for the sweep mechanics (resume, workers, crashes)."""
+    from ecg_sweep.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth") / "sweep"
+    synthesize(root, n_records=400, seed=11, difficulty=0.0, sampling_rates=(100,))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sweep_data(synth_sweep, tmp_path_factory):
+    from ecg_sweep.config import DataConfig
+    from ecg_sweep.data.dataset import prepare
+
+    return prepare(DataConfig(root=synth_sweep, cache_dir=tmp_path_factory.mktemp("sweep-cache")))
+
+
 LEARN_RECORDS = 1500
 LEARN_DIFFICULTY = 0.0
 

@@ -90,6 +90,9 @@ def optimize(
     """
     reporter = reporter or Reporter()
     spec = get_model_spec(cfg.model)
+    # Names first: a typo must fail before any storage, tracking or training is touched.
+    make_sampler(cfg.sampler, cfg.seed)
+    pruner = make_pruner(cfg.pruner, cfg.max_epochs)
     ctx = SpaceContext(data.n_leads, data.n_samples, has_teacher=bool(cfg.teacher))
     space = build_space(cfg, ctx)
     unknown = [k for k, _ in cfg.fixed if k not in TRAIN_FIELDS and k not in spec.defaults]
@@ -124,7 +127,6 @@ def optimize(
         **{f"fixed.{k}": v for k, v in cfg.fixed},
     }
     name = cfg.resolved_study_name
-    pruner = make_pruner(cfg.pruner, cfg.max_epochs)
     with study_lock(storage_url, name):
         try:
             study = optuna.create_study(

@@ -1,0 +1,348 @@
+"""Optuna studies tracked in MLflow: the contract's runs and tags, resume, concurrency, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from ecg_sweep.config import SweepConfig
+from ecg_sweep.errors import ConfigError, StorageError, TrackingError
+from ecg_sweep.sweep import optimize
+from tests.conftest import run_cli
+
+# Tiny, fast trials: the space is narrowed like a user would with --search-space.
+TINY_SPACE = (
+    ("input_repr", "signal"),
+    ("embed_dim", {"choices": [24, 48]}),
+    ("num_heads", 2),
+    ("depth", {"low": 1, "high": 2}),
+    ("patch_time", 25),
+    ("patch_leads", 12),
+    ("mlp_ratio", 2.0),
+    ("batch_size", 64),
+    ("lr", {"low": 1e-3, "high": 3e-3}),
+)
+TINY_SPACE_YAML = """\
+input_repr: signal
+embed_dim: {choices: [24, 48]}
+num_heads: 2
+depth: {low: 1, high: 2}
+patch_time: 25
+patch_leads: 12
+mlp_ratio: 2.0
+batch_size: 64
+lr: {low: 0.001, high: 0.003}
+"""
+
+
+def sweep_cfg(tmp: Path, **kw) -> SweepConfig:
+    base = dict(
+        model="vit",
+        n_trials=3,
+        max_epochs=3,
+        search_space=TINY_SPACE,
+        storage=f"sqlite:///{tmp}/optuna.db",
+        tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+        study_name="s1",
+        fixed=(("n_bootstrap", 50),),
+    )
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def runs_of(uri: str, experiment: str = "ecg-vit"):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    study = [r for r in runs if r.data.tags.get("ecg_sweep.kind") == "study"]
+    trials = [r for r in runs if r.data.tags.get("ecg_sweep.kind") == "trial"]
+    return study, trials
+
+
+def test_three_trial_study_contract(learn_data, tmp_path):
+    space = (*TINY_SPACE, ("lr", {"low": 1e-9, "high": 3e-3}))
+    cfg = sweep_cfg(tmp_path, n_trials=3, search_space=space)
+    # Trial 2 is enqueued with a learning rate that cannot learn: the median pruner stops it.
+    study = optuna.create_study(study_name="s1", storage=cfg.storage, direction="maximize")
+    study.enqueue_trial({"lr": 1e-3, "depth": 2, "embed_dim": 48})
+    study.enqueue_trial({"lr": 2e-3, "depth": 2, "embed_dim": 48})
+    study.enqueue_trial({"lr": 1e-9, "depth": 1, "embed_dim": 24})
+    out = optimize(cfg, learn_data)
+    parents, trials = runs_of(cfg.tracking_uri)
+    assert len(parents) == 1 and len(trials) == 3
+    parent = parents[0]
+    assert parent.info.run_name == "study-s1"
+    assert parent.data.tags["optuna.study_name"] == "s1"
+    assert {"sampler", "pruner", "n_trials", "seed"} <= set(parent.data.params)
+    for run in trials:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        n = int(tags["optuna.trial_number"])
+        assert run.info.run_name == f"trial-{n:04d}"
+        assert tags["ecg_sweep.kind"] == "trial"
+        assert {
+            "model",
+            "input_repr",
+            "max_epochs",
+            "batch_size",
+            "seed",
+            "lr",
+            "depth",
+            "embed_dim",
+        } <= set(params)
+        assert "patch_size" not in params  # the image geometry does not apply to signal input
+        history = MlflowClient(cfg.tracking_uri).get_metric_history(
+            run.info.run_id, "val_macro_auc"
+        )
+        assert [m.step for m in history] == list(range(len(history)))
+        for key in ("train_loss", "val_loss", "val_macro_f1"):
+            assert key in metrics
+    pruned = [r for r in trials if r.data.tags["optuna.trial_state"] == "PRUNED"]
+    assert len(pruned) == 1 and pruned[0].info.status == "KILLED"
+    assert "pruned at epoch" in pruned[0].data.tags["ecg_sweep.stop_reason"]
+    complete = [r for r in trials if r.data.tags["optuna.trial_state"] == "COMPLETE"]
+    assert all(
+        r.info.status == "FINISHED" and "best_val_macro_auc" in r.data.metrics for r in complete
+    )
+    # The best trial: test metrics with CI, ROC curves, per-class table, the model.
+    best = [r for r in trials if r.data.tags.get("ecg_sweep.best") == "true"]
+    assert len(best) == 1 and best[0].info.run_id == out.best_run_id
+    bm = best[0].data.metrics
+    for key in ("test_macro_auc", "test_macro_f1", "test_exact_match_accuracy", "test_hamming_accuracy",
+                "test_auc_NORM", "test_auc_HYP", "test_macro_auc_ci_low", "test_macro_auc_ci_high"):  # fmt: skip
+        assert key in bm, key
+    arts = {a.path for a in MlflowClient(cfg.tracking_uri).list_artifacts(out.best_run_id, "plots")}
+    assert "plots/roc_test.png" in arts
+    arts = {
+        a.path for a in MlflowClient(cfg.tracking_uri).list_artifacts(out.best_run_id, "metrics")
+    }
+    assert "metrics/test_per_class.csv" in arts
+    model = (
+        mlflow.pytorch.load_model(out.best_model_uri)
+        if mlflow.set_tracking_uri(cfg.tracking_uri) is None
+        else None
+    )
+    assert model is not None
+    # Study run summary: best_* metrics, best params, Optuna plots.
+    parent = MlflowClient(cfg.tracking_uri).get_run(parent.info.run_id)
+    assert parent.data.metrics["best_val_macro_auc"] == pytest.approx(out.study.best_value)
+    assert "best_test_macro_auc" in parent.data.metrics
+    assert parent.data.tags["best_param.lr"]
+    plots = {
+        a.path for a in MlflowClient(cfg.tracking_uri).list_artifacts(parent.info.run_id, "plots")
+    }
+    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png"} <= plots
+
+
+def test_resume_keeps_trials_and_parent_run(sweep_data, tmp_path):
+    first = optimize(sweep_cfg(tmp_path, n_trials=2, max_epochs=1), sweep_data)
+    second = optimize(sweep_cfg(tmp_path, n_trials=2, max_epochs=1), sweep_data)
+    assert second.study_run_id == first.study_run_id
+    assert len(second.study.trials) == 4
+    parents, trials = runs_of(sweep_cfg(tmp_path).tracking_uri)
+    assert len(parents) == 1 and len(trials) == 4
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2, 3]
+
+
+def test_fixed_trial_rebuilds_best_model(sweep_data, tmp_path):
+    from ecg_sweep.models import SpaceContext, get_model_spec
+    from ecg_sweep.models._space import apply_overrides
+
+    out = optimize(sweep_cfg(tmp_path, n_trials=2, max_epochs=1), sweep_data)
+    spec = get_model_spec("vit")
+    ctx = SpaceContext(12, 1000)
+    space = apply_overrides(spec.search_space(ctx), dict(TINY_SPACE), "vit")
+    params = spec.suggest(optuna.trial.FixedTrial(out.study.best_params), space, ctx)
+    logged = MlflowClient(sweep_cfg(tmp_path).tracking_uri).get_run(out.best_run_id).data.params
+    for k, v in params.items():
+        assert logged[k] == str(v) or float(logged[k]) == pytest.approx(float(v)), k
+
+
+def test_bad_configuration_fails_before_training(sweep_data, tmp_path):
+    with pytest.raises(ConfigError, match="--sampler 'annealing' is unknown"):
+        optimize(sweep_cfg(tmp_path, sampler="annealing"), sweep_data)
+    with pytest.raises(ConfigError, match="'depthh' is not a parameter"):
+        optimize(sweep_cfg(tmp_path, search_space=(("depthh", 2),)), sweep_data)
+    with pytest.raises(TrackingError, match="cannot reach"):
+        optimize(sweep_cfg(tmp_path, tracking_uri="http://127.0.0.1:9"), sweep_data)
+    with pytest.raises(StorageError) as exc:
+        optimize(
+            sweep_cfg(tmp_path, storage="postgresql://ecg:s3cret@127.0.0.1:9/nope"), sweep_data
+        )
+    assert "s3cret" not in str(exc.value) and "ecg:***@" in str(exc.value)
+    assert not (tmp_path / "optuna.db").exists() or not optuna.get_all_study_summaries(
+        f"sqlite:///{tmp_path}/optuna.db"
+    )
+
+
+def test_trial_timeout_ends_trial_and_study_goes_on(sweep_data, tmp_path):
+    out = optimize(
+        sweep_cfg(tmp_path, n_trials=2, max_epochs=30, trial_timeout=1.5, pruner="none"), sweep_data
+    )
+    states = [t.state.name for t in out.study.trials]
+    assert len(states) == 2 and set(states) <= {"PRUNED", "FAIL"}
+    _, trials = runs_of(sweep_cfg(tmp_path).tracking_uri)
+    assert all("timeout" in r.data.tags["ecg_sweep.stop_reason"] for r in trials)
+    assert all(r.info.status in ("KILLED", "FAILED") for r in trials)
+
+
+# --- several processes on one storage --------------------------------------------------------------
+
+
+def _optimize_proc(
+    data_dir: Path, cache: Path, workdir: Path, storage: str, tracking: str, n: int, extra=()
+):
+    space = workdir / "space.yaml"
+    space.write_text(TINY_SPACE_YAML)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecg_sweep", "optimize", "--model", "vit", "--n-trials", str(n),
+         "--max-epochs", "2", "--search-space", str(space), "--study-name", "shared",
+         "--storage", storage, "--tracking-uri", tracking, "--data-dir", str(data_dir),
+         "--cache-dir", str(cache), "--no-compress", "--set", "n_bootstrap=50", *extra],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+        # two workers on a 2-core machine: one thread each instead of oversubscribing
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
+def _assert_exact(storage: str, tracking: str, expected: int) -> None:
+    study = optuna.load_study(study_name="shared", storage=storage)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == expected and sorted(numbers) == list(range(expected))
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    parents, trials = runs_of(tracking)
+    assert len(parents) == 1
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == list(range(expected))
+    run_ids = {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    assert run_ids == {r.info.run_id for r in trials}
+
+
+def test_two_processes_sqlite(synth_sweep, tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    procs = [
+        _optimize_proc(synth_sweep, tmp_path / "cache", tmp_path, storage, tracking, 2)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    _assert_exact(storage, tracking, 4)
+
+
+@pytest.fixture
+def pg_url():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        conn = psycopg.connect(
+            "host=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=3",
+            autocommit=True,
+        )
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {e}")
+    name = f"ecg_sweep_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+
+
+@pytest.mark.postgres
+def test_two_processes_postgres(synth_sweep, tmp_path, pg_url):
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    procs = [
+        _optimize_proc(synth_sweep, tmp_path / "cache", tmp_path, pg_url, tracking, 2)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    _assert_exact(pg_url, tracking, 4)
+
+
+def test_sigkill_mid_trial_then_resume(synth_sweep, tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    hb = ("--heartbeat-interval", "1", "--grace-period", "3", "--pruner", "none")
+    p = _optimize_proc(
+        synth_sweep, tmp_path / "cache", tmp_path, storage, tracking, 5, (*hb, "--max-epochs", "30")
+    )
+    # Wait until trial 0 is complete and trial 1 is running, then kill the worker outright.
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            study = optuna.load_study(study_name="shared", storage=storage)
+            states = [t.state.name for t in study.trials]
+        except Exception:
+            states = []
+        if states[:1] == ["COMPLETE"] and "RUNNING" in states[1:]:
+            break
+        time.sleep(0.5)
+    else:
+        p.kill()
+        pytest.fail(f"never saw a running trial after a complete one: {p.communicate()[0][-3000:]}")
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    killed = [t for t in study.trials if t.state.name == "RUNNING"][0]
+    killed_run = killed.user_attrs["mlflow_run_id"]
+    assert MlflowClient(tracking).get_run(killed_run).info.status == "RUNNING"
+    time.sleep(4)  # past the grace period
+    r = _optimize_proc(
+        synth_sweep, tmp_path / "cache", tmp_path, storage, tracking, 1, (*hb, "--max-epochs", "1")
+    )
+    out = r.communicate(timeout=600)[0]
+    assert r.returncode == 0, out
+    study = optuna.load_study(study_name="shared", storage=storage)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[0] == "COMPLETE"  # no completed trial lost
+    assert states[killed.number] == "FAIL"  # the dead worker's trial was failed ...
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params  # ... and retried
+    run = MlflowClient(tracking).get_run(killed_run)
+    assert run.info.status == "FAILED" and "heartbeat" in run.data.tags["ecg_sweep.stop_reason"]
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_unreachable_tracking_is_one_line(synth_sweep, tmp_path):
+    r = run_cli(
+        "optimize", "--model", "vit", "--data-dir", str(synth_sweep), "--tracking-uri",
+        "http://user:hunter2@127.0.0.1:9", "--storage", f"sqlite:///{tmp_path}/o.db", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: tracking URI http://user:***@127.0.0.1:9")
+    )
+    assert "trial 0" not in r.stderr  # nothing trained
+
+
+def test_cli_bad_search_space_file(synth_sweep, tmp_path):
+    (tmp_path / "s.yaml").write_text("depth: {low: 9, high: 2}\n")
+    r = run_cli(
+        "optimize",
+        "--model",
+        "vit",
+        "--data-dir",
+        str(synth_sweep),
+        "--search-space",
+        str(tmp_path / "s.yaml"),
+        cwd=tmp_path,
+    )
+    assert (
+        r.returncode == 2 and "'depth': low 9 > high 2" in r.stderr and "Traceback" not in r.stderr
+    )
