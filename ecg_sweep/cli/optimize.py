@@ -207,13 +207,13 @@ def optimize_cmd(
 
         compress_and_report(outcome.tracker, outcome.best_run_id, data, str(dev))
     if register and outcome.best_run_id:
-        from ecg_sweep.registry import register_study_best, test_fold_id
+        from ecg_sweep.registry import fold_fingerprint, register_study_best
 
         versions = register_study_best(
             outcome.tracker,
             outcome.best_run_id,
             model,
-            test_fold_id(data.test.ecg_ids, str(data.root), data.config.task),
+            fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task),
             include_compressed=compress,
         )
         for v in versions:

@@ -4,11 +4,11 @@ from ecg_sweep.registry._registry import (
     CHALLENGER,
     CHAMPION,
     RegisteredVersion,
+    fold_fingerprint,
     promote,
     register_study_best,
     registered_name,
     run_model_uri,
-    test_fold_id,
 )
 from ecg_sweep.registry.predict import Prediction, predict_records
 
@@ -22,5 +22,5 @@ __all__ = [
     "register_study_best",
     "registered_name",
     "run_model_uri",
-    "test_fold_id",
+    "fold_fingerprint",
 ]

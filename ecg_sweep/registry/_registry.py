@@ -17,7 +17,7 @@ __all__ = [
     "RegisteredVersion",
     "register_study_best",
     "promote",
-    "test_fold_id",
+    "fold_fingerprint",
     "run_model_uri",
 ]
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"  # the version that serves
 CHALLENGER = "challenger"  # the newest best, waiting for `promote`
-TEST_FOLD_TAG = "ecg_sweep.test_fold_id"
+TEST_FOLD_TAG = "ecg_sweep.fold_fingerprint"
 # A compressed variant is a candidate only if it keeps the accuracy of its fp32 parent.
 MAX_AUC_DROP = 0.01
 
@@ -34,7 +34,7 @@ def registered_name(model: str) -> str:
     return f"ecg-{model}"
 
 
-def test_fold_id(ecg_ids, root: str, task: str) -> str:
+def fold_fingerprint(ecg_ids, root: str, task: str) -> str:
     """Identity of a test fold: which records, from which dataset, for which task."""
     h = hashlib.sha256(f"{root}|{task}|".encode())
     h.update(",".join(map(str, sorted(int(i) for i in ecg_ids))).encode())
@@ -153,7 +153,7 @@ def register_study_best(
     return [
         RegisteredVersion(
             name,
-            mv.version,
+            str(mv.version),
             method,
             run.info.run_id,
             run.data.metrics.get("test_macro_auc", float("nan")),
@@ -194,10 +194,10 @@ def promote(tracker: Tracker, model: str, version: str | None = None, force: boo
     if champion is not None and champion.version == mv.version:
         raise ConfigError(f"{name} version {mv.version} is already the champion")
     new_auc = float(mv.tags.get("test_macro_auc", "nan"))
-    result = {"name": name, "version": mv.version, "test_macro_auc": new_auc, "previous": None}
+    result = {"name": name, "version": str(mv.version), "test_macro_auc": new_auc, "previous": None}
     if champion is not None:
         old_auc = float(champion.tags.get("test_macro_auc", "nan"))
-        result["previous"] = champion.version
+        result["previous"] = str(champion.version)
         result["previous_test_macro_auc"] = old_auc
         same_fold = mv.tags.get(TEST_FOLD_TAG) == champion.tags.get(TEST_FOLD_TAG)
         if not force:
@@ -212,7 +212,7 @@ def promote(tracker: Tracker, model: str, version: str | None = None, force: boo
                     f"champion version {champion.version} ({old_auc:.4f}); not promoted "
                     f"(--force to promote anyway)"
                 )
-        client.set_model_version_tag(name, mv.version, "previous_champion", champion.version)
+        client.set_model_version_tag(name, mv.version, "previous_champion", str(champion.version))
     client.set_registered_model_alias(name, CHAMPION, mv.version)
     client.set_model_version_tag(name, mv.version, "promoted_forced", str(bool(force)).lower())
     return result

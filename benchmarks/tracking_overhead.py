@@ -1,0 +1,126 @@
+"""Cost of tracking a study in MLflow: ours vs none vs optuna-integration's MLflowCallback.
+
+The same N-trial study (fixed parameters, tiny ViT, sqlite MLflow and Optuna stores in a temp
+dir) runs three ways, interleaved round by round in one process:
+  none      plain Optuna objective: fit() with trial.report/should_prune, no MLflow;
+  ours      ecg_sweep.sweep.optimize(): nested trial runs, params, per-epoch curves, tags,
+            the best-weights checkpoint artifact of every trial;
+  callback  optuna-integration MLflowCallback (params + final value per trial; flat runs).
+Per-trial time = Optuna's datetime_complete - datetime_start (the end-of-study evaluation of the
+best trial on the test fold is not a per-trial cost and is excluded). Goal: ours <= 3% over none.
+
+    python benchmarks/tracking_overhead.py [--trials 4] [--rounds 3] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+
+import optuna
+
+from ecg_sweep.config import DataConfig, SweepConfig
+from ecg_sweep.data.dataset import prepare
+from ecg_sweep.data.synth import synthesize
+from ecg_sweep.engine import fit, seed_everything
+from ecg_sweep.models import build_model
+from ecg_sweep.sweep import optimize
+from ecg_sweep.training import make_train_config, model_info
+
+PARAMS = {
+    "input_repr": "signal", "patch_time": 20, "patch_leads": 12, "embed_dim": 64, "num_heads": 2,
+    "depth": 2, "mlp_ratio": 2.0, "dropout": 0.1, "drop_path": 0.0, "lr": 2e-3,
+    "weight_decay": 0.01, "batch_size": 64,
+}  # fmt: skip
+
+
+def trial_seconds(study: optuna.Study) -> list[float]:
+    return [
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in study.trials
+        if t.datetime_complete
+    ]
+
+
+def plain_objective(data, epochs):
+    def objective(trial: optuna.Trial) -> float:
+        params = {k: trial.suggest_categorical(k, [v]) for k, v in PARAMS.items()}
+        model_params = {
+            k: v for k, v in params.items() if k not in ("lr", "weight_decay", "batch_size")
+        }
+        cfg = make_train_config(
+            "vit", max_epochs=epochs, lr=params["lr"], weight_decay=params["weight_decay"],
+            batch_size=params["batch_size"], seed=trial.number,
+        )  # fmt: skip
+        seed_everything(cfg.seed)
+        model = build_model(model_info("vit", model_params, data))
+
+        def hook(epoch, m):
+            trial.report(m["val_macro_auc"], epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        return fit(model, data, cfg, on_epoch_end=hook).best_val_macro_auc
+
+    return objective
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--records", type=int, default=800)
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore")
+    from optuna_integration.mlflow import MLflowCallback
+
+    times: dict[str, list[float]] = {"none": [], "ours": [], "callback": []}
+    with tempfile.TemporaryDirectory(prefix="ecg-bench-") as tmp:
+        tmp = Path(tmp)
+        synthesize(tmp / "synth", n_records=args.records, seed=0, sampling_rates=(100,))
+        data = prepare(DataConfig(root=tmp / "synth", cache_dir=tmp / "cache"))
+        space = tuple((k, v) for k, v in PARAMS.items())
+        for r in range(args.rounds):
+            study = optuna.create_study(
+                direction="maximize", storage=f"sqlite:///{tmp}/none{r}.db", study_name="b"
+            )
+            study.optimize(plain_objective(data, args.epochs), n_trials=args.trials)
+            times["none"] += trial_seconds(study)
+
+            cfg = SweepConfig(
+                model="vit", n_trials=args.trials, max_epochs=args.epochs, search_space=space,
+                storage=f"sqlite:///{tmp}/ours{r}.db", tracking_uri=f"sqlite:///{tmp}/mlflow_ours.db",
+                study_name=f"b{r}", pruner="median", fixed=(("n_bootstrap", 10),),
+            )  # fmt: skip
+            times["ours"] += trial_seconds(optimize(cfg, data).study)
+
+            cb = MLflowCallback(
+                tracking_uri=f"sqlite:///{tmp}/mlflow_cb.db", metric_name="val_macro_auc"
+            )
+            study = optuna.create_study(
+                direction="maximize", storage=f"sqlite:///{tmp}/cb{r}.db", study_name="b"
+            )
+            study.optimize(plain_objective(data, args.epochs), n_trials=args.trials, callbacks=[cb])
+            times["callback"] += trial_seconds(study)
+            print(
+                f"round {r}: "
+                + ", ".join(f"{k} {statistics.median(v):.2f} s/trial" for k, v in times.items()),
+                flush=True,
+            )
+    base = statistics.median(times["none"])
+    for k, v in times.items():
+        med = statistics.median(v)
+        print(
+            f"{k:9s} median {med:6.2f} s/trial over {len(v)} trials  overhead vs none {100 * (med / base - 1):+5.1f}%"
+        )
+    ours = statistics.median(times["ours"]) / base - 1
+    print(f"RATIO ours/none = {1 + ours:.3f} (goal <= 1.03)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Registry, promotion gate, prediction, comparison; a real MLflow server; the UI in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from ecg_sweep.config import SweepConfig
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.registry import fold_fingerprint, promote, register_study_best
+from ecg_sweep.sweep import optimize
+from ecg_sweep.tracking import Tracker
+from tests.conftest import run_cli
+
+SPACE = (
+    ("input_repr", "signal"),
+    ("embed_dim", 48),
+    ("num_heads", 2),
+    ("depth", 1),
+    ("patch_time", 20),
+    ("patch_leads", 12),
+    ("mlp_ratio", 2.0),
+    ("batch_size", 64),
+)
+
+
+def run_study(data, tracking_uri: str, storage_dir: Path, name: str, lr: float, epochs: int = 3):
+    cfg = SweepConfig(
+        model="vit",
+        n_trials=1,
+        max_epochs=epochs,
+        search_space=(*SPACE, ("lr", lr)),
+        storage=f"sqlite:///{storage_dir}/optuna.db",
+        tracking_uri=tracking_uri,
+        study_name=name,
+        fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)),
+    )
+    out = optimize(cfg, data)
+    fold = fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task)
+    versions = register_study_best(
+        out.tracker, out.best_run_id, "vit", fold, include_compressed=False
+    )
+    return out, versions
+
+
+def test_promote_gate_both_ways(sweep_data, synth_small, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "ecg-vit")
+    _, bad = run_study(sweep_data, uri, tmp_path, "bad", lr=1e-9)
+    assert bad[0].aliases == ("challenger",) and bad[0].version == "1"
+    first = promote(tracker, "vit")  # no champion yet: the challenger is promoted
+    assert first["version"] == "1" and first["previous"] is None
+    _, good = run_study(sweep_data, uri, tmp_path, "good", lr=3e-3, epochs=5)
+    assert good[0].test_macro_auc > bad[0].test_macro_auc + 0.1
+    r = promote(tracker, "vit")  # the better challenger beats the champion
+    assert r["version"] == "2" and r["previous"] == "1"
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias("ecg-vit", "champion").version) == "2"
+    assert client.get_model_version("ecg-vit", "2").tags["previous_champion"] == "1"
+    with pytest.raises(
+        ConfigError, match=r"version 1 \(test macro AUROC 0\.\d+\) does not beat champion version 2"
+    ):
+        promote(tracker, "vit", version="1")
+    assert str(client.get_model_version_by_alias("ecg-vit", "champion").version) == "2"
+    forced = promote(tracker, "vit", version="1", force=True)
+    assert (
+        forced["version"] == "1"
+        and client.get_model_version("ecg-vit", "1").tags["promoted_forced"] == "true"
+    )
+    # A model evaluated on another test fold is not comparable.
+    from ecg_sweep.config import DataConfig
+    from ecg_sweep.data.dataset import prepare
+
+    other = prepare(DataConfig(root=synth_small, cache_dir=tmp_path / "c2"))
+    run_study(other, uri, tmp_path, "other-fold", lr=3e-3, epochs=1)
+    with pytest.raises(ConfigError, match="different test folds"):
+        promote(tracker, "vit", version="3")
+    # CLI: one line, exit 2
+    r = run_cli("promote", "--model", "vit", "--version", "3", "--tracking-uri", uri)
+    assert r.returncode == 2 and "different test folds" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
+    import mlflow
+
+    from ecg_sweep.model_io import load_model
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out, versions = run_study(sweep_data, uri, tmp_path, "s", lr=3e-3, epochs=1)
+    promote(Tracker(uri, "ecg-vit"), "vit")
+    mlflow.set_tracking_uri(uri)
+    model, info = load_model("models:/ecg-vit@champion")
+    assert info.classes == ("NORM", "MI", "STTC", "CD", "HYP")
+    assert info.standardizer == sweep_data.standardizer.as_dict()
+    assert info.params["input_repr"] == "signal" and info.params["patch_time"] == 20
+    assert info.thresholds is not None and len(info.thresholds) == 5
+    assert info.sampling_rate == 100 and info.n_samples == 1000
+    tags = MlflowClient(uri).get_model_version("ecg-vit", versions[0].version).tags
+    assert {"ecg_sweep.study", "ecg_sweep.trial", "ecg_sweep.method", "test_macro_auc"} <= set(tags)
+
+
+def test_predict_real_records_and_bad_record(sweep_data, real30, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_study(sweep_data, uri, tmp_path, "s", lr=3e-3, epochs=1)
+    promote(Tracker(uri, "ecg-vit"), "vit")
+    import pandas as pd
+
+    db = pd.read_csv(real30 / "ptbxl_database.csv")
+    records = [str(real30 / f) for f in db["filename_lr"]]
+    out_json = tmp_path / "pred.json"
+    r = run_cli(
+        "predict",
+        "--model-uri",
+        "models:/ecg-vit@champion",
+        *records,
+        "--output",
+        str(out_json),
+        "--tracking-uri",
+        uri,
+    )
+    assert r.returncode == 0, r.stderr
+    preds = json.loads(out_json.read_text())
+    assert len(preds) == 30
+    for p in preds:
+        probs = [p[c] for c in ("NORM", "MI", "STTC", "CD", "HYP")]
+        assert len(probs) == 5 and all(0.0 <= v <= 1.0 for v in probs)
+    # A 500 Hz record for a 100 Hz model: a clear error naming the file, no traceback.
+    hr = str(real30 / db["filename_hr"][0])
+    r = run_cli("predict", "--model-uri", "models:/ecg-vit@champion", hr, "--tracking-uri", uri)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "00841_hr: header sampling rate 500 Hz, expected 100 Hz" in r.stderr
+
+
+def test_compare_report(sweep_data, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_study(sweep_data, uri, tmp_path, "a", lr=3e-3, epochs=1)
+    run_study(sweep_data, uri, tmp_path, "b", lr=1e-9, epochs=1)
+    r = run_cli(
+        "compare", "--tracking-uri", uri, "--output", str(tmp_path / "report.html"), "--json"
+    )
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["study"] for row in rows] == ["a", "b"]  # sorted by test macro AUROC
+    assert rows[0]["test_macro_auc"] > rows[1]["test_macro_auc"]
+    assert rows[0]["trials"] == 1 and rows[0]["n_params"] > 0
+    html = (tmp_path / "report.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html
+    r = run_cli("compare", "--tracking-uri", uri, "--output", str(tmp_path / "report.md"))
+    assert r.returncode == 0 and (tmp_path / "report.png").stat().st_size > 1000
+
+
+# --- a real MLflow server ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """``mlflow server`` on 127.0.0.1 in its own process group, stopped as a group."""
+    d = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    with open(d / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
+             "--artifacts-destination", str(d / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"mlflow server exited: {(d / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("mlflow server did not start in 120 s")
+        yield url
+        os.killpg(proc.pid, signal.SIGTERM)  # the whole group: gunicorn/uvicorn workers too
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_server_study_registry_prediction(mlflow_server, sweep_data, real30, tmp_path):
+    out, versions = run_study(sweep_data, mlflow_server, tmp_path, "served", lr=3e-3, epochs=2)
+    promote(Tracker(mlflow_server, "ecg-vit"), "vit")
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("ecg-vit")
+    runs = client.search_runs([exp.experiment_id])
+    assert {r.info.run_name for r in runs} >= {"study-served", "trial-0000"}
+    assert exp.artifact_location.startswith("mlflow-artifacts:")  # artifacts go through the server
+    assert str(client.get_model_version_by_alias("ecg-vit", "champion").version) == versions[0].version
+    rec = str(real30 / "records100/00000/00841_lr")
+    r = run_cli(
+        "predict",
+        "--model-uri",
+        "models:/ecg-vit@champion",
+        rec,
+        "--tracking-uri",
+        mlflow_server,
+        "--output",
+        str(tmp_path / "p.csv"),
+    )
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "record,NORM,MI,STTC,CD,HYP,labels" and len(lines) == 2
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_ui_shows_study_with_nested_trials(mlflow_server, sweep_data, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    run_study(sweep_data, mlflow_server, tmp_path, "ui", lr=3e-3, epochs=1)
+    exp = MlflowClient(mlflow_server).get_experiment_by_name("ecg-vit")
+    shot = tmp_path / "experiment.png"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{mlflow_server}/#/experiments/{exp.experiment_id}/runs")
+        study_cell = page.locator("[role=gridcell]").filter(has_text="study-ui").first
+        study_cell.wait_for(timeout=60_000)
+        study_cell.locator("button").first.click()  # expand the nested trial runs
+        page.get_by_text("trial-0000").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shot))
+        rows = page.locator("[role=row]").all_inner_texts()
+        browser.close()
+    study_row = next(i for i, t in enumerate(rows) if "study-ui" in t)
+    assert any("trial-0000" in t for t in rows[study_row + 1 :])
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
