@@ -8,7 +8,6 @@ metric names are the contract of DESIGN.md §4.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ecg_sweep._locks import file_lock
 from ecg_sweep.errors import TrackingError
 
 __all__ = [
@@ -42,20 +42,12 @@ _URL_PASSWORD = re.compile(
 )
 
 
-@contextlib.contextmanager
 def _sqlite_init_lock(uri: str):
+    """A lock beside a sqlite store's file (no-op for other stores)."""
     if not uri.startswith("sqlite:///"):
-        yield
-        return
+        return contextlib.nullcontext()
     db = Path(uri[len("sqlite:///") :])
-    lock = db.with_name(db.name + ".init.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(db.with_name(db.name + ".init.lock"))
 
 
 def mask_url(text: str) -> str:

@@ -14,7 +14,6 @@ exclusive lock so concurrent workers decode once and the others wait and reuse i
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import multiprocessing as mp
@@ -23,12 +22,12 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ecg_sweep._locks import file_lock
 from ecg_sweep.data.ptbxl import DATABASE_CSV, LEADS, RECORD_SECONDS, STATEMENTS_CSV, Metadata
 from ecg_sweep.data.records import RecordError, read_record
 from ecg_sweep.errors import DataError
@@ -103,17 +102,6 @@ def fingerprint(meta: Metadata, sampling_rate: int) -> str:
 def _entry_name(meta: Metadata, sampling_rate: int, fp: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", meta.root.name)[:40] or "dataset"
     return f"{slug}-{sampling_rate}hz-{fp[:16]}"
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _decode_chunk(args: tuple) -> list[tuple[int, str]]:
@@ -212,7 +200,7 @@ def load_signals(
     entry = cache_dir / _entry_name(meta, sampling_rate, fp)
     created = False
     if not (entry / "index.json").is_file():
-        with _locked(cache_dir / f"{entry.name}.lock"):
+        with file_lock(cache_dir / f"{entry.name}.lock"):
             if not (entry / "index.json").is_file():  # another worker may have built it meanwhile
                 _build(entry, meta, sampling_rate, on_bad_record, workers, progress)
                 created = True

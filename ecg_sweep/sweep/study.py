@@ -9,7 +9,6 @@ serve many machines.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import optuna
 
+from ecg_sweep._locks import file_lock
 from ecg_sweep.errors import ConfigError, StorageError
 from ecg_sweep.tracking import mask_url
 
@@ -157,14 +157,10 @@ def study_lock(url: str | None, study_name: str) -> Iterator[None]:
     key = f"ecg-sweep:{study_name}"
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///") :] or "optuna.db")
-        lock_path = db.with_name(db.name + f".{hashlib.sha1(key.encode()).hexdigest()[:8]}.lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(
+            db.with_name(db.name + f".{hashlib.sha1(key.encode()).hexdigest()[:8]}.lock")
+        ):
+            yield
         return
     if url.startswith("postgresql"):
         import sqlalchemy as sa
