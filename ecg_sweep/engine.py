@@ -36,6 +36,7 @@ __all__ = [
     "predict_proba",
     "final_metrics",
     "resolve_device",
+    "eval_mode",
     "seed_everything",
     "train_one_epoch",
 ]
@@ -81,6 +82,14 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device must be auto, cpu or cuda[:N], not {name!r}") from None
+
+
+def eval_mode(model: nn.Module) -> nn.Module:
+    """``model.eval()``, tolerating modules that refuse it: a torch.export (pt2) module loaded
+    from MLflow raises NotImplementedError and is always in the mode it was exported in, eval."""
+    with contextlib.suppress(NotImplementedError):
+        model.eval()
+    return model
 
 
 def seed_everything(seed: int) -> None:
@@ -182,7 +191,7 @@ def predict_proba(
 ) -> np.ndarray:
     """(N, 12, T) millivolts -> (N, C) sigmoid probabilities, in eval mode, batched."""
     device = torch.device(device)
-    model.eval()
+    eval_mode(model)
     xt = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     out = []
     for i in range(0, len(xt), batch_size):

@@ -18,7 +18,7 @@ from torch import nn
 
 from ecg_sweep.config import TRAIN_FIELDS, TrainConfig
 from ecg_sweep.data.dataset import PreparedData
-from ecg_sweep.engine import FitResult, final_metrics, fit, seed_everything
+from ecg_sweep.engine import FitResult, eval_mode, final_metrics, fit, seed_everything
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.models import ECGClassifier, ModelInfo, build_model, get_model_spec
 from ecg_sweep.tracking import KIND_TAG, Tracker
@@ -153,7 +153,7 @@ def load_teacher(source: str | None, model: str) -> nn.Module | None:
     teacher, _ = load_model(source)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    return teacher.eval()
+    return eval_mode(teacher)
 
 
 def log_final(

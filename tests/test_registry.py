@@ -108,6 +108,16 @@ def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
     assert info.sampling_rate == 100 and info.n_samples == 1000
     tags = MlflowClient(uri).get_model_version("ecg-vit", versions[0].version).tags
     assert {"ecg_sweep.study", "ecg_sweep.trial", "ecg_sweep.method", "test_macro_auc"} <= set(tags)
+    # A DeiT student distils from the registered champion (teacher by registry URI).
+    from ecg_sweep.engine import fit, predict_proba
+    from ecg_sweep.models import build_model, get_model_spec
+    from ecg_sweep.training import load_teacher, make_train_config, model_info
+
+    teacher = load_teacher("models:/ecg-vit@champion", "deit")
+    assert predict_proba(teacher, sweep_data.val.x[:4]).shape == (4, 5)
+    student = build_model(model_info("deit", get_model_spec("deit").presets["tiny"], sweep_data))
+    cfg = make_train_config("deit", max_epochs=1, distill_alpha=0.5, distill_temperature=2.0)
+    assert fit(student, sweep_data, cfg, teacher=teacher).epochs_run == 1
 
 
 def test_predict_real_records_and_bad_record(sweep_data, real30, tmp_path):
@@ -210,7 +220,9 @@ def test_server_study_registry_prediction(mlflow_server, sweep_data, real30, tmp
     runs = client.search_runs([exp.experiment_id])
     assert {r.info.run_name for r in runs} >= {"study-served", "trial-0000"}
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # artifacts go through the server
-    assert str(client.get_model_version_by_alias("ecg-vit", "champion").version) == versions[0].version
+    assert (
+        str(client.get_model_version_by_alias("ecg-vit", "champion").version) == versions[0].version
+    )
     rec = str(real30 / "records100/00000/00841_lr")
     r = run_cli(
         "predict",

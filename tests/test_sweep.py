@@ -154,6 +154,17 @@ def test_resume_keeps_trials_and_parent_run(sweep_data, tmp_path):
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2, 3]
 
 
+def test_parallel_trials_in_threads(sweep_data, tmp_path):
+    out = optimize(sweep_cfg(tmp_path, n_trials=4, max_epochs=1, n_jobs=2), sweep_data)
+    assert sorted(t.number for t in out.study.trials) == [0, 1, 2, 3]
+    parents, trials = runs_of(sweep_cfg(tmp_path).tracking_uri)
+    assert len(parents) == 1 and len(trials) == 4
+    assert {t.user_attrs["mlflow_run_id"] for t in out.study.trials} == {
+        r.info.run_id for r in trials
+    }
+    assert all(r.info.status == "FINISHED" for r in trials)
+
+
 def test_fixed_trial_rebuilds_best_model(sweep_data, tmp_path):
     from ecg_sweep.models import SpaceContext, get_model_spec
     from ecg_sweep.models._space import apply_overrides

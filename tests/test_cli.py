@@ -1,0 +1,114 @@
+"""The command line as a user meets it: help, models, data synth/inspect, train, ui."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli
+
+COMMANDS = [
+    [], ["data"], ["data", "synth"], ["data", "download"], ["data", "inspect"], ["models"],
+    ["train"], ["optimize"], ["compress"], ["compare"], ["promote"], ["predict"], ["ui"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_help_on_every_command(cmd):
+    r = run_cli(*cmd, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "Usage" in r.stdout
+
+
+def test_models_json_lists_families_and_spaces():
+    r = run_cli("models", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert sorted(report) == ["convnext", "deit", "efficientnetv2", "vit"]
+    assert report["vit"]["defaults"]["embed_dim"] == 256
+    assert report["vit"]["search_space"]["patch_time"]["choices"] == [10, 20, 25, 40, 50]
+    assert "distill_alpha" in report["deit"]["search_space"]
+    assert report["convnext"]["train_defaults"]["lr"] == 4e-3
+
+
+def test_data_synth_then_inspect(tmp_path):
+    out = tmp_path / "ds"
+    r = run_cli("data", "synth", "--out", str(out), "--n-records", "40", "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    assert "wrote 40 records" in r.stdout
+    r = run_cli("data", "inspect", str(out), "--json", "--sampling-rate", "500")
+    report = json.loads(r.stdout)
+    assert (
+        report["records"] == 40 and report["sampling_rate"] == 500 and report["bad_records"] == []
+    )
+    assert all(report["folds"][str(f)] > 0 for f in range(1, 11))
+    # refuses to overwrite a dataset
+    r = run_cli("data", "synth", "--out", str(out), "--n-records", "40")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(out) in r.stderr
+
+
+def test_train_logs_a_complete_run(synth_sweep, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    r = run_cli(
+        "train", "--model", "convnext", "--preset", "tiny", "--max-epochs", "2", "--set", "lr=3e-3",
+        "--set", "n_bootstrap=50", "--data-dir", str(synth_sweep), "--cache-dir", str(tmp_path / "c"),
+        "--tracking-uri", uri, "--checkpoint", str(tmp_path / "best.pt"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "test macro AUROC" in r.stdout and (tmp_path / "best.pt").is_file()
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("ecg-convnext")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["ecg_sweep.kind"] == "train"
+    p = run.data.params
+    assert (
+        p["model"] == "convnext"
+        and p["lr"] == "0.003"
+        and p["width"] == "16"
+        and p["max_epochs"] == "2"
+    )
+    assert p["signal_layout"] == "1d" and "image_height" not in p
+    history = client.get_metric_history(run.info.run_id, "val_macro_auc")
+    assert [m.step for m in history] == [0, 1]
+    assert {"test_macro_auc", "test_macro_auc_ci_low", "test_auc_MI", "best_val_macro_auc"} <= set(
+        run.data.metrics
+    )
+
+
+def test_train_rejects_unknown_set_key(synth_sweep):
+    r = run_cli("train", "--model", "vit", "--set", "dpth=3", "--data-dir", str(synth_sweep))
+    assert r.returncode == 2 and "--set dpth: not a parameter of model 'vit'" in r.stderr
+
+
+def test_ui_serves_the_local_store(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecg_sweep", "ui", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.read().strip() == b"OK"
+                break
+            except OSError:
+                assert proc.poll() is None, "ecg-sweep ui exited"
+                time.sleep(0.5)
+        else:
+            pytest.fail("the UI did not answer in 120 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
