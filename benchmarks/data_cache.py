@@ -63,7 +63,9 @@ def main() -> None:
         print(f"warm load of all signals (metadata + fingerprint + float16 in RAM): {warm_s:.2f} s")
         t = time.perf_counter()
         signals.astype(np.float32)
-        print(f"  (converting all of them to float32 on the CPU would add {time.perf_counter() - t:.2f} s)")
+        print(
+            f"  (converting all of them to float32 on the CPU would add {time.perf_counter() - t:.2f} s)"
+        )
 
         rels = list(meta.records["filename_lr"])
         if args.rdsamp_records:

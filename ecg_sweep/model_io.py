@@ -78,21 +78,68 @@ def model_info_from_uri(uri: str) -> ModelInfo:
 
 
 def load_model(source: str | Path) -> tuple[nn.Module, ModelInfo]:
-    """Load a model from a local checkpoint path or an MLflow URI (runs:/, models:/, ...)."""
+    """Load a model from a local checkpoint path or an MLflow URI (runs:/, models:/, ...).
+
+    ONNX models (an MLflow ``onnx`` flavour, or a local ``.onnx`` file written by
+    ``ecg_sweep.compression``) come back as an ``OnnxModule``: a torch-like callable taking a
+    (B, 12, T) float32 tensor and returning (B, C) logits, with ``.eval()``, run by ONNX Runtime.
+    """
     text = str(source)
     if "://" not in text and ":/" not in text:
+        if text.endswith(".onnx"):
+            return _load_onnx_file(Path(text), None, text)
         m = load_checkpoint(text)
         return m, m.info
     import mlflow
 
     info = model_info_from_uri(text)
+    if _is_onnx_model(text):
+        return _load_onnx_uri(text, info)
     try:
         model = mlflow.pytorch.load_model(text, map_location="cpu")
     except Exception as e:
         raise TrackingError(f"{text}: cannot load model: {str(e).splitlines()[0][:200]}") from None
-    return model.eval(), info
+    from ecg_sweep.engine import eval_mode
+
+    return eval_mode(model), info
 
 
 def with_thresholds(model: ECGClassifier, thresholds: Any) -> ECGClassifier:
     model.info = dataclasses.replace(model.info, thresholds=tuple(float(t) for t in thresholds))
     return model
+
+
+def _is_onnx_model(uri: str) -> bool:
+    import mlflow
+
+    flavors = mlflow.models.get_model_info(uri).flavors or {}
+    return "onnx" in flavors and "pytorch" not in flavors
+
+
+def _load_onnx_file(path: Path, info: ModelInfo | None, source: str) -> tuple[Any, ModelInfo]:
+    from ecg_sweep.compression.onnx import OnnxModule
+
+    if not path.is_file():
+        raise ConfigError(f"{source}: ONNX model file not found")
+    module = OnnxModule(path, info)
+    if module.info is None:
+        raise ConfigError(f"{source}: not an ecg-sweep ONNX model (no {INFO_KEY!r} metadata)")
+    return module, module.info
+
+
+def _load_onnx_uri(uri: str, info: ModelInfo) -> tuple[Any, ModelInfo]:
+    """Download the ONNX file of an MLflow model and open an ONNX Runtime session on it."""
+    import tempfile
+
+    import mlflow
+
+    conf = mlflow.models.get_model_info(uri).flavors["onnx"]
+    with tempfile.TemporaryDirectory(prefix="ecg-sweep-onnx-") as d:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d))
+        except Exception as e:
+            raise TrackingError(
+                f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
+            ) from None
+        # The session holds the model in memory: the downloaded file may go with the temp dir.
+        return _load_onnx_file(local / conf.get("data", "model.onnx"), info, uri)

@@ -185,4 +185,6 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict_cmd)
     app.command("compare")(compare_cmd)
     app.command("ui")(ui_cmd)
-    from ecg_sweep.cli.compress import compress_cmd; app.command("compress")(compress_cmd)  # fmt: skip  # noqa: E702, I001
+    from ecg_sweep.cli.compress import compress_cmd
+
+    app.command("compress")(compress_cmd)

@@ -1,0 +1,551 @@
+"""``compress_run``: the best trial's model through every method, one nested MLflow run each.
+
+Flow: load the trial's best checkpoint -> build every variant (fine-tuning / QAT through
+``fit()``, calibration on training batches) and score it on validation and test -> time all
+variants together, interleaved, with a fixed thread count -> log each run (params, metrics,
+thresholds, the deployable model) -> a summary table and a trade-off plot on the trial's run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecg_sweep.compression._registry import (
+    BuildContext,
+    CompressConfig,
+    Method,
+    Variant,
+    resolve_methods,
+)
+from ecg_sweep.compression.benchmark import file_size, measure_latency, torch_threads
+from ecg_sweep.config import TRAIN_FIELDS, TrainConfig
+from ecg_sweep.data.dataset import PreparedData
+from ecg_sweep.engine import predict_proba, resolve_device, seed_everything
+from ecg_sweep.errors import ConfigError, TrackingError
+from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
+from ecg_sweep.models import ECGClassifier, ModelInfo
+from ecg_sweep.tracking import KIND_TAG, Tracker
+
+__all__ = ["CompressionRow", "CompressionReport", "compress_run", "METHOD_TAG", "SKIPPED_TAG"]
+
+log = logging.getLogger(__name__)
+
+METHOD_TAG = "ecg_sweep.method"
+SKIPPED_TAG = "ecg_sweep.skipped_reason"
+ERROR_TAG = "ecg_sweep.error"
+RECOMMENDED_TAG = "ecg_sweep.compression.recommended"
+SUMMARY_DIR = "compression"
+MAX_AUC_DROP = 0.01  # a recommended int8 variant loses at most this much validation AUROC
+
+
+@dataclass
+class CompressionRow:
+    """One method's outcome: ``status`` is ok, skipped (``reason`` says why) or failed."""
+
+    method: str
+    status: str
+    run_id: str | None = None
+    reason: str | None = None
+    int8: bool = False
+    format: str | None = None
+    runtime: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    model_uri: str | None = None
+
+
+@dataclass
+class CompressionReport:
+    """All rows of one ``compress_run``, with the table that is printed and logged."""
+
+    best_run_id: str
+    model: str
+    config: CompressConfig
+    rows: list[CompressionRow]
+    recommended: str | None = None
+    # method -> the in-memory variant ((B, 12, T) tensor -> logits), for callers and tests
+    modules: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def row(self, method: str) -> CompressionRow:
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise KeyError(method)
+
+    def table(self) -> pd.DataFrame:
+        """One line per method: size, latency, speedup, AUROC/F1 and their deltas vs fp32."""
+        lines = []
+        for r in self.rows:
+            m = r.metrics
+            lines.append(
+                {
+                    "method": r.method,
+                    "status": r.status,
+                    "runtime": r.runtime or "",
+                    "size_MB": m.get("size_bytes", math.nan) / 1e6,
+                    "size_ratio": m.get("size_ratio", math.nan),
+                    "params_M": m.get("n_params", math.nan) / 1e6,
+                    "nonzero": m.get("nonzero_ratio", math.nan),
+                    "p50_bs1_ms": m.get("latency_ms_p50_bs1", math.nan),
+                    "p95_bs1_ms": m.get("latency_ms_p95_bs1", math.nan),
+                    "p50_bs32_ms": m.get("latency_ms_p50_bs32", math.nan),
+                    "speedup_bs1": m.get("speedup_bs1", math.nan),
+                    "test_auc": m.get("test_macro_auc", math.nan),
+                    "test_auc_delta": m.get("test_macro_auc_delta", math.nan),
+                    "test_f1": m.get("test_macro_f1", math.nan),
+                    "test_f1_delta": m.get("test_macro_f1_delta", math.nan),
+                    "val_auc": m.get("val_macro_auc", math.nan),
+                    "note": r.reason or "",
+                }
+            )
+        return pd.DataFrame(lines)
+
+    def to_markdown(self) -> str:
+        return self.table().to_markdown(index=False, floatfmt=".4g")
+
+
+# --- resolving the run and its model ----------------------------------------------------------
+
+
+def _get_run(tracker: Tracker, run_id: str):
+    try:
+        return tracker.get_run(run_id)
+    except Exception:
+        raise TrackingError(
+            f"run {run_id!r} not found in the tracking store {tracker.uri}"
+        ) from None
+
+
+def _load_trial_model(tracker: Tracker, run_id: str, dest: str) -> ECGClassifier:
+    from ecg_sweep.models import load_checkpoint
+    from ecg_sweep.sweep._optimize import best_checkpoint
+    from ecg_sweep.sweep.objective import CHECKPOINT_ARTIFACT
+
+    names = {a.path for a in tracker.client.list_artifacts(run_id, CHECKPOINT_ARTIFACT)}
+    if f"{CHECKPOINT_ARTIFACT}/best.pt" not in names:
+        raise ConfigError(
+            f"run {run_id} has no {CHECKPOINT_ARTIFACT}/best.pt artifact: only completed trials "
+            "of `ecg-sweep optimize` keep their weights"
+        )
+    return load_checkpoint(best_checkpoint(tracker, run_id, dest)).eval()
+
+
+def _check_data(info: ModelInfo, data: PreparedData) -> None:
+    if tuple(info.classes) != tuple(data.classes):
+        raise ConfigError(
+            f"the run's model predicts {', '.join(info.classes)} but the data has "
+            f"{', '.join(data.classes)}: pass the --task the study used"
+        )
+    if (info.n_leads, info.n_samples) != (data.n_leads, data.n_samples):
+        raise ConfigError(
+            f"the run's model takes ({info.n_leads}, {info.n_samples}) records at "
+            f"{info.sampling_rate} Hz but the data gives ({data.n_leads}, {data.n_samples}): "
+            "pass the --sampling-rate the study used"
+        )
+
+
+def _finetune_config(run, info: ModelInfo, cfg: CompressConfig) -> TrainConfig:
+    """The trial's optimizer settings (its params), ``finetune_epochs`` long, lr scaled down."""
+    from ecg_sweep.training import make_train_config
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    logged = {}
+    for key in ("lr", "weight_decay", "batch_size", "optimizer", "grad_clip"):
+        if key in run.data.params and key in TRAIN_FIELDS:
+            like = defaults[key]
+            text = run.data.params[key]
+            logged[key] = type(like)(float(text)) if isinstance(like, (int, float)) else text
+    base = make_train_config(info.model, **logged)
+    return dataclasses.replace(
+        base,
+        max_epochs=cfg.finetune_epochs,
+        lr=base.lr * cfg.finetune_lr_scale,
+        warmup_epochs=0.0,
+        patience=cfg.finetune_epochs,
+        seed=cfg.seed,
+        device=str(resolve_device(cfg.device)),
+        n_bootstrap=0,
+    )
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+def _accuracy(
+    variant: Variant, data: PreparedData, cfg: CompressConfig
+) -> tuple[dict[str, float], np.ndarray]:
+    """Validation-tuned thresholds for this variant, then validation and test metrics."""
+    with torch_threads(cfg.threads):
+        val_p = predict_proba(variant.module, data.val.x, "cpu", amp=False)
+        test_p = predict_proba(variant.module, data.test.x, "cpu", amp=False)
+    thresholds = tune_thresholds(data.val.y, val_p)
+    metrics = {
+        "val_macro_auc": macro_auc(data.val.y, val_p),
+        "val_macro_f1": macro_f1(data.val.y, val_p, thresholds),
+        **classification_report(
+            data.test.y, test_p, thresholds, data.classes, "test", cfg.n_bootstrap, cfg.seed
+        ),
+    }
+    return metrics, thresholds
+
+
+def _batch(x: np.ndarray, n: int) -> np.ndarray:
+    # (n, 12, T) float32 from the test split, repeating records when it has fewer than n
+    idx = np.arange(n) % len(x)
+    return np.ascontiguousarray(x[idx], dtype=np.float32)
+
+
+def _relative(metrics: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    out = {
+        "size_ratio": metrics["size_bytes"] / base["size_bytes"],
+        "speedup_bs1": base["latency_ms_p50_bs1"] / metrics["latency_ms_p50_bs1"],
+        "speedup_bs32": base["latency_ms_p50_bs32"] / metrics["latency_ms_p50_bs32"],
+    }
+    for key in ("test_macro_auc", "test_macro_f1", "val_macro_auc", "val_macro_f1"):
+        out[f"{key}_delta"] = metrics[key] - base[key]
+    return out
+
+
+# --- logging ----------------------------------------------------------------------------------
+
+
+def _log_model(tracker: Tracker, run_id: str, variant: Variant, info: ModelInfo, x: np.ndarray):
+    """The deployable artifact as an MLflow model, ModelInfo in its metadata; returns the URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ecg_sweep.model_io import INFO_KEY
+
+    example = np.ascontiguousarray(x[:2], dtype=np.float32)
+    signature = infer_signature(example, np.asarray(variant.predict(example)))
+    meta = {INFO_KEY: info.as_dict()}
+    mlflow.set_tracking_uri(tracker.uri)
+    # MLflow warns on every pickled model; pickle is deliberate here (see the comment below).
+    pt_log = logging.getLogger("mlflow.pytorch")
+    level = pt_log.level
+    pt_log.setLevel(logging.ERROR)
+    try:
+        return _log_model_in_run(run_id, variant, signature, meta)
+    finally:
+        pt_log.setLevel(level)
+
+
+def _log_model_in_run(run_id: str, variant: Variant, signature, meta: dict) -> str:
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        if variant.format == "onnx":
+            import onnx
+            import onnxruntime
+
+            logged = mlflow.onnx.log_model(
+                onnx.load(str(variant.artifact)),
+                name="model",
+                signature=signature,
+                metadata=meta,
+                save_as_external_data=False,
+                pip_requirements=[
+                    f"onnx=={onnx.__version__}",
+                    f"onnxruntime=={onnxruntime.__version__}",
+                ],
+            )
+        else:
+            # pt2 (torch.export) cannot serialize torch.ao-quantized modules: pickle for all
+            # torch variants, so they load back alike (MLflow saves a ScriptModule with
+            # torch.jit.save under the same flag).
+            logged = mlflow.pytorch.log_model(
+                variant.module,
+                name="model",
+                signature=signature,
+                metadata=meta,
+                serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm"],
+            )
+    return logged.model_uri
+
+
+def _tradeoff_figure(report: CompressionReport):
+    """Size vs latency (colour = test AUROC) and latency vs test AUROC, one point per method."""
+    import matplotlib.pyplot as plt
+
+    import ecg_sweep.reporting  # noqa: F401  (selects the headless backend)
+
+    t = report.table()
+    t = t[t["status"] == "ok"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    sc = ax1.scatter(t["size_MB"], t["p50_bs1_ms"], c=t["test_auc"], cmap="viridis", s=60)
+    fig.colorbar(sc, ax=ax1, label="test macro AUROC")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("artifact size (MB, log)")
+    ax1.set_ylabel(f"p50 latency, batch 1 (ms, {report.config.threads} threads)")
+    ax2.scatter(t["p50_bs1_ms"], t["test_auc"], s=20 + 200 * t["size_ratio"].fillna(1), alpha=0.7)
+    ax2.set_xlabel("p50 latency, batch 1 (ms)")
+    ax2.set_ylabel("test macro AUROC (marker area ~ size)")
+    for _, r in t.iterrows():
+        ax1.annotate(r["method"], (r["size_MB"], r["p50_bs1_ms"]), fontsize=7)
+        ax2.annotate(r["method"], (r["p50_bs1_ms"], r["test_auc"]), fontsize=7)
+    fig.suptitle(
+        f"{report.model}: compression trade-offs (best trial run {report.best_run_id[:8]})"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _recommend(rows: list[CompressionRow]) -> str | None:
+    """The fastest int8 variant that keeps validation AUROC within MAX_AUC_DROP of fp32.
+
+    Chosen on validation, never on test, so the reported test numbers stay unbiased.
+    """
+    ok = [
+        r
+        for r in rows
+        if r.status == "ok"
+        and r.int8
+        and r.metrics.get("val_macro_auc_delta", -math.inf) >= -MAX_AUC_DROP
+    ]
+    if not ok:
+        return None
+    return min(ok, key=lambda r: r.metrics["latency_ms_p50_bs1"]).method
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+
+@dataclass
+class _Built:
+    method: Method
+    row: CompressionRow
+    variant: Variant
+    accuracy: dict[str, float]
+    thresholds: np.ndarray
+    seconds: float
+
+
+def compress_run(
+    tracker: Tracker,
+    best_run_id: str,
+    data: PreparedData,
+    device: str = "cpu",
+    methods: Iterable[str] | None = None,
+    threads: int = 2,
+    finetune_epochs: int = 3,
+    calibration_batches: int = 8,
+    config: CompressConfig | None = None,
+) -> CompressionReport:
+    """Compress the model of ``best_run_id`` with ``methods`` (default: all) and measure each.
+
+    Every method becomes a nested run ``compress-<method>`` under ``best_run_id`` (tags
+    ``ecg_sweep.kind=compression``, ``ecg_sweep.method``), with the metrics of DESIGN.md §4,
+    the method's params, validation-tuned ``thresholds.json`` and the deployable model. ``fp32``
+    (the baseline) and the base of every chained method always run. A method that does not apply
+    ends KILLED with tag ``ecg_sweep.skipped_reason``; one that raises ends FAILED with
+    ``ecg_sweep.error`` and the others go on. ``device`` is where fine-tuning and QAT train;
+    measurement is on the CPU with ``threads`` threads. ``config`` overrides the other knobs.
+
+    Raises:
+        ConfigError: unknown method, a run without checkpoint, data that does not fit the model.
+        TrackingError: unknown run id or unreachable tracking store.
+    """
+    cfg = config or CompressConfig(
+        methods=tuple(methods) if methods is not None else None,
+        threads=threads,
+        finetune_epochs=finetune_epochs,
+        calibration_batches=calibration_batches,
+        device=device,
+    )
+    chosen = resolve_methods(cfg.methods)
+    run = _get_run(tracker, best_run_id)
+    with tempfile.TemporaryDirectory(prefix="ecg-sweep-compress-") as tmp:
+        model = _load_trial_model(tracker, best_run_id, tmp)
+        _check_data(model.info, data)
+        train_cfg = _finetune_config(run, model.info, cfg)
+        built = _build_all(tracker, run, model, chosen, data, cfg, train_cfg, Path(tmp))
+        rows = [b.row if isinstance(b, _Built) else b for b in built]
+        ok = [b for b in built if isinstance(b, _Built)]
+        if not ok or ok[0].method.name != "fp32":
+            for b in ok:
+                tracker.end_run(b.row.run_id, "FAILED")
+            raise RuntimeError(f"the fp32 baseline could not be measured: {rows[0].reason}")
+        try:
+            _measure_and_log(tracker, ok, data, cfg)
+        except BaseException:
+            for b in ok:
+                tracker.end_run(b.row.run_id, "FAILED")
+            raise
+    report = CompressionReport(
+        best_run_id,
+        model.info.model,
+        cfg,
+        rows,
+        _recommend(rows),
+        {b.method.name: b.variant.module for b in ok},
+    )
+    _log_summary(tracker, report)
+    return report
+
+
+def _start(tracker: Tracker, run, method: Method, info: ModelInfo, cfg: CompressConfig) -> str:
+    run_id = tracker.start_run(
+        f"compress-{method.name}",
+        tags={
+            KIND_TAG: "compression",
+            METHOD_TAG: method.name,
+            "ecg_sweep.model": info.model,
+        },
+        parent_run_id=run.info.run_id,
+    )
+    tracker.log_params(
+        run_id,
+        {
+            "method": method.name,
+            "base_method": method.base or "none (the trial's model)",
+            "source_run_id": run.info.run_id,
+            "threads": cfg.threads,
+            "latency_rounds": cfg.latency_rounds,
+            "latency_block": cfg.latency_block,
+            "latency_warmup": cfg.latency_warmup,
+        },
+    )
+    return run_id
+
+
+def _build_all(
+    tracker: Tracker,
+    run,
+    model: ECGClassifier,
+    methods: list[Method],
+    data: PreparedData,
+    cfg: CompressConfig,
+    train_cfg: TrainConfig,
+    tmp: Path,
+) -> list[_Built | CompressionRow]:
+    float_models: dict[str, ECGClassifier | None] = {}  # method -> its float model (for chains)
+    out: list[_Built | CompressionRow] = []
+    for method in methods:
+        run_id = _start(tracker, run, method, model.info, cfg)
+        row = CompressionRow(method.name, "ok", run_id, int8=method.int8)
+        source = model if method.base is None else float_models.get(method.base)
+        reason = (
+            f"its base method {method.base} did not produce a model"
+            if source is None
+            else method.applies(source, cfg)
+        )
+        if reason:
+            row.status, row.reason = "skipped", reason
+            tracker.set_tags(run_id, {SKIPPED_TAG: reason})
+            tracker.end_run(run_id, "KILLED")
+            log.info("compress-%s skipped: %s", method.name, reason)
+            float_models[method.name] = None
+            out.append(row)
+            continue
+
+        def on_epoch_end(epoch: int, m: dict[str, float], run_id: str = run_id) -> None:
+            tracker.log_metrics(run_id, {f"finetune_{k}": v for k, v in m.items()}, step=epoch)
+            log.info(
+                "compress: fine-tune epoch %d val_macro_auc %.4f (%.1f s)",
+                epoch, m["val_macro_auc"], m["epoch_seconds"],
+            )  # fmt: skip
+
+        workdir = tmp / method.name
+        workdir.mkdir()
+        ctx = BuildContext(data, cfg, train_cfg, workdir, on_epoch_end)
+        seed_everything(cfg.seed)
+        t0 = time.monotonic()
+        try:
+            log.info("compress-%s: building", method.name)
+            variant = method.build(source, ctx)
+            accuracy, thresholds = _accuracy(variant, data, cfg)
+        except KeyboardInterrupt:
+            for open_run in [run_id, *(b.row.run_id for b in out if isinstance(b, _Built))]:
+                tracker.end_run(open_run, "KILLED")
+            raise
+        except Exception as e:
+            msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            log.warning("compress-%s failed: %s", method.name, msg, exc_info=log.isEnabledFor(10))
+            row.status, row.reason = "failed", msg[:500]
+            tracker.set_tags(run_id, {ERROR_TAG: msg[:5000]})
+            tracker.end_run(run_id, "FAILED")
+            float_models[method.name] = None
+            out.append(row)
+            continue
+        float_models[method.name] = variant.float_model
+        row.format, row.runtime = variant.format, variant.runtime
+        out.append(_Built(method, row, variant, accuracy, thresholds, time.monotonic() - t0))
+    return out
+
+
+def _measure_and_log(
+    tracker: Tracker, built: list[_Built], data: PreparedData, cfg: CompressConfig
+) -> None:
+    x1, x32 = _batch(data.test.x, 1), _batch(data.test.x, 32)
+    log.info("compress: timing %d variants (%d threads)", len(built), cfg.threads)
+    load_before = os.getloadavg()[0]
+    latency = measure_latency({b.method.name: b.variant.predict for b in built}, x1, x32, cfg)
+    # Other jobs on the machine skew absolute times (ratios hold better): record the load.
+    load = {"load_avg_before_timing": load_before, "load_avg_after_timing": os.getloadavg()[0]}
+    metrics: dict[str, dict[str, float]] = {}
+    for b in built:
+        v = b.variant
+        metrics[b.method.name] = {
+            "size_bytes": float(file_size(v.artifact)),
+            "n_params": float(v.n_params),
+            "n_nonzero": float(v.n_nonzero),
+            "nonzero_ratio": v.n_nonzero / max(v.n_params, 1),
+            **latency[b.method.name].as_metrics(),
+            **b.accuracy,
+            "build_seconds": b.seconds,
+            **load,
+        }
+    base = metrics["fp32"]
+    for b in built:
+        m = metrics[b.method.name]
+        m.update(_relative(m, base))
+        b.row.metrics = m
+        info = dataclasses.replace(
+            getattr(b.variant.module, "info", None) or b.variant.float_model.info,
+            thresholds=tuple(float(t) for t in b.thresholds),
+        )
+        info = dataclasses.replace(info, extra={**info.extra, "compression": b.method.name})
+        params = {**b.variant.params, "runtime": b.variant.runtime, "format": b.variant.format}
+        b.row.params = params
+        tracker.log_params(b.row.run_id, params)
+        tracker.log_metrics(b.row.run_id, m)
+        tracker.log_dict(
+            b.row.run_id,
+            {"classes": list(data.classes), "thresholds": [float(t) for t in b.thresholds]},
+            "thresholds.json",
+        )
+        if b.variant.notes:
+            tracker.set_tags(b.row.run_id, {"ecg_sweep.note": "; ".join(b.variant.notes)})
+        b.row.model_uri = _log_model(tracker, b.row.run_id, b.variant, info, x32)
+        tracker.set_tags(b.row.run_id, {"ecg_sweep.model_uri": b.row.model_uri})
+        tracker.end_run(b.row.run_id, "FINISHED")
+
+
+def _log_summary(tracker: Tracker, report: CompressionReport) -> None:
+    run_id = report.best_run_id
+    table = report.table()
+    tracker.log_text(run_id, table.to_csv(index=False), f"{SUMMARY_DIR}/summary.csv")
+    tracker.log_text(run_id, report.to_markdown() + "\n", f"{SUMMARY_DIR}/summary.md")
+    if (table["status"] == "ok").any():
+        tracker.log_figure(run_id, _tradeoff_figure(report), f"{SUMMARY_DIR}/tradeoff.png")
+    tracker.set_tags(
+        run_id,
+        {
+            RECOMMENDED_TAG: report.recommended or "none",
+            "ecg_sweep.compression.methods": ",".join(r.method for r in report.rows),
+        },
+    )

@@ -1,0 +1,307 @@
+"""Compression: every method on a tiny trial model, nested MLflow runs, artifacts that load back.
+
+One tiny ViT trial (a real ``checkpoint/best.pt`` artifact in a sqlite MLflow store under
+tmp_path) goes through every method once (module fixture); the tests read that one outcome.
+Latency is never asserted (shared 2-core machines): only that it was measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ecg_sweep.compression import (
+    METHODS,
+    CompressConfig,
+    OnnxModule,
+    compress_run,
+    get_method,
+    register_method,
+    resolve_methods,
+)
+from ecg_sweep.data.dataset import PreparedData, Split
+from ecg_sweep.engine import fit, predict_proba, seed_everything
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.model_io import load_model
+from ecg_sweep.models import build_model, get_model_spec, save_checkpoint
+from ecg_sweep.tracking import KIND_TAG, Tracker
+from ecg_sweep.training import make_train_config, model_info
+
+N_TRAIN = 192  # fine-tuning / QAT / calibration read this many training records: fast
+FAST = dict(
+    finetune_epochs=1,
+    calibration_batches=2,
+    calibration_batch_size=16,
+    latency_warmup=1,
+    latency_rounds=2,
+    latency_block=2,
+    n_bootstrap=0,
+)
+RUN_METRICS = (
+    "size_bytes",
+    "size_ratio",
+    "n_params",
+    "n_nonzero",
+    "latency_ms_p50_bs1",
+    "latency_ms_p95_bs1",
+    "latency_ms_p50_bs32",
+    "speedup_bs1",
+    "test_macro_auc",
+    "test_macro_auc_delta",
+    "test_macro_f1",
+    "test_macro_f1_delta",
+    "val_macro_auc",
+)
+# int8 vs fp32 on the same records: at most this share of (record, class) decisions may flip.
+INT8_DECISION_FLIPS = 0.15
+
+
+def _small(data: PreparedData) -> PreparedData:
+    tr = data.train
+    train = Split(tr.name, tr.x[:N_TRAIN], tr.y[:N_TRAIN], tr.ecg_ids[:N_TRAIN])
+    return dataclasses.replace(data, train=train)
+
+
+def _trial_run(tracker: Tracker, data: PreparedData, model: str, tmp_path, epochs: int = 2) -> str:
+    """A completed 'trial' run: params + checkpoint/best.pt, as the sweep leaves them."""
+    info = model_info(model, get_model_spec(model).params("tiny"), data)
+    seed_everything(0)
+    m = build_model(info)
+    cfg = make_train_config(model, max_epochs=epochs, device="cpu", n_bootstrap=0)
+    fit(m, data, cfg)
+    run_id = tracker.start_run("trial-0000", tags={KIND_TAG: "trial"})
+    tracker.log_params(run_id, {"lr": cfg.lr, "batch_size": cfg.batch_size})
+    ckpt = save_checkpoint(m, tmp_path / model / "best.pt")
+    tracker.log_artifact(run_id, ckpt, "checkpoint")
+    tracker.end_run(run_id)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def small_data(learn_data) -> PreparedData:
+    return _small(learn_data)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mlflow")
+    return d, Tracker(f"sqlite:///{d}/mlflow.db", "ecg-vit")
+
+
+@pytest.fixture(scope="module")
+def vit_outcome(store, small_data):
+    d, tracker = store
+    run_id = _trial_run(tracker, small_data, "vit", d)
+    report = compress_run(tracker, run_id, small_data, config=CompressConfig(**FAST))
+    return tracker, run_id, report
+
+
+def _children(tracker: Tracker, run_id: str):
+    runs = tracker.search_runs(f"tags.`mlflow.parentRunId` = '{run_id}'")
+    return {r.data.tags["ecg_sweep.method"]: r for r in runs}
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+
+def test_registry_names_and_errors():
+    assert list(METHODS)[0] == "fp32"
+    for name in (
+        "prune_l1_unstructured",
+        "quant_dynamic_int8",
+        "quant_static_int8",
+        "quant_qat_int8",
+        "prune_structured",
+        "onnx_int8",
+        "prune_structured+onnx_int8",
+    ):
+        assert name in METHODS
+    with pytest.raises(ConfigError, match="valid: fp32, "):
+        get_method("int4_magic")
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("fp32", "again")(lambda m, c: None)
+    # fp32 always runs; a chained method pulls its base in, in registry order.
+    names = [m.name for m in resolve_methods(["prune_structured+onnx_int8"])]
+    assert names == ["fp32", "prune_structured", "prune_structured+onnx_int8"]
+    with pytest.raises(ConfigError, match="threads"):
+        CompressConfig(threads=0)
+
+
+# --- one full compression of a tiny ViT ---------------------------------------------------------
+
+
+def test_every_method_is_a_nested_run_with_all_metrics(vit_outcome):
+    tracker, run_id, report = vit_outcome
+    children = _children(tracker, run_id)
+    assert set(children) == set(METHODS)
+    for name, run in children.items():
+        assert run.info.run_name == f"compress-{name}"
+        assert run.data.tags[KIND_TAG] == "compression"
+        row = report.row(name)
+        assert row.status == "ok", f"{name}: {row.reason}"
+        assert run.info.status == "FINISHED"
+        missing = [k for k in RUN_METRICS if k not in run.data.metrics]
+        assert not missing, f"{name} lacks {missing}"
+        assert all(math.isfinite(v) for v in run.data.metrics.values())
+        assert "threads" in run.data.params and "runtime" in run.data.params
+    fp32 = children["fp32"].data.metrics
+    assert fp32["size_ratio"] == 1.0 and fp32["speedup_bs1"] == 1.0
+    assert fp32["test_macro_auc_delta"] == 0.0
+    # The unstructured ablation zeroes 40% of the conv/linear weights but ships the same bytes.
+    l1 = children["prune_l1_unstructured"].data.metrics
+    assert l1["n_nonzero"] < 0.7 * l1["n_params"]
+    assert l1["size_ratio"] == pytest.approx(1.0, abs=0.01)
+    # Structured pruning really removes parameters.
+    assert children["prune_structured"].data.metrics["n_params"] < 0.75 * fp32["n_params"]
+    assert "finetune_val_macro_auc" in children["prune_structured"].data.metrics
+
+
+def test_int8_artifacts_are_smaller_than_fp32(vit_outcome):
+    _, _, report = vit_outcome
+    int8 = [r for r in report.rows if r.int8]
+    assert {r.method for r in int8} >= {"quant_dynamic_int8", "onnx_int8", "quant_static_int8"}
+    for r in int8:
+        assert r.metrics["size_bytes"] < report.row("fp32").metrics["size_bytes"], r.method
+        assert r.metrics["size_ratio"] < 1.0
+    combo = report.row("prune_structured+onnx_int8").metrics["size_ratio"]
+    assert combo < report.row("onnx_int8").metrics["size_ratio"]
+
+
+def test_logged_artifacts_load_back_and_predict_like_in_memory(vit_outcome, small_data):
+    _, _, report = vit_outcome
+    x, y = small_data.test.x, small_data.test.y
+    fp32 = predict_proba(report.modules["fp32"], x, amp=False)
+    for r in report.rows:
+        loaded, info = load_model(r.model_uri)
+        assert info.thresholds is not None and len(info.thresholds) == len(info.classes)
+        assert info.extra["compression"] == r.method
+        if r.format == "onnx":
+            assert isinstance(loaded, OnnxModule)
+        p_loaded = predict_proba(loaded, x, amp=False)
+        p_mem = predict_proba(report.modules[r.method], x, amp=False)
+        # Same file, same runtime: the same numbers (float summation order aside).
+        np.testing.assert_allclose(p_loaded, p_mem, atol=1e-5, err_msg=r.method)
+        thr = np.asarray(info.thresholds)
+        assert ((p_loaded >= thr) == (p_mem >= thr)).all(), r.method
+        if r.int8 and "prune" not in r.method and "qat" not in r.method:
+            # Post-training int8 of the same weights: decisions at 0.5 mostly agree with fp32.
+            flips = ((p_loaded >= 0.5) != (fp32 >= 0.5)).mean()
+            assert flips <= INT8_DECISION_FLIPS, f"{r.method}: {flips:.1%} decisions flip"
+    assert y.shape == fp32.shape
+
+
+def test_summary_artifacts_and_tags_on_the_trial_run(vit_outcome):
+    tracker, run_id, report = vit_outcome
+    files = {a.path for a in tracker.client.list_artifacts(run_id, "compression")}
+    assert files == {
+        "compression/summary.md",
+        "compression/summary.csv",
+        "compression/tradeoff.png",
+    }
+    tags = tracker.get_run(run_id).data.tags
+    assert tags["ecg_sweep.compression.recommended"] == (report.recommended or "none")
+    md = report.to_markdown()
+    assert all(name in md for name in METHODS)
+
+
+def test_onnx_model_takes_raw_batches_of_any_size(vit_outcome, small_data):
+    _, _, report = vit_outcome
+    onnx_model = report.modules["onnx_int8"]
+    for n in (1, 3):
+        x = torch.from_numpy(small_data.test.x[:n]).float()
+        out = onnx_model.eval()(x)
+        assert isinstance(out, torch.Tensor) and out.shape == (n, len(small_data.classes))
+
+
+# --- a CNN: the dynamic method does not apply and says why --------------------------------------
+
+
+def test_cnn_skips_dynamic_int8_with_reason_and_quantizes_statically(tmp_path, small_data):
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-efficientnetv2")
+    run_id = _trial_run(tracker, small_data, "efficientnetv2", tmp_path, epochs=1)
+    cfg = CompressConfig(methods=("quant_dynamic_int8", "quant_static_int8", "onnx_int8"), **FAST)
+    report = compress_run(tracker, run_id, small_data, config=cfg)
+    dyn = report.row("quant_dynamic_int8")
+    assert dyn.status == "skipped" and "nn.Linear" in dyn.reason
+    child = _children(tracker, run_id)["quant_dynamic_int8"]
+    assert child.info.status == "KILLED"
+    assert "nn.Linear" in child.data.tags["ecg_sweep.skipped_reason"]
+    assert not child.data.metrics  # never a made-up number
+    for name in ("quant_static_int8", "onnx_int8"):
+        row = report.row(name)
+        assert row.status == "ok", row.reason
+        assert row.metrics["size_ratio"] < 1.0  # tiny nets: graph overhead; ~0.26 at full size
+
+
+# --- errors and the CLI -------------------------------------------------------------------------
+
+
+def test_errors_for_unknown_run_and_missing_checkpoint(store, small_data):
+    _, tracker = store
+    with pytest.raises(Exception, match="not found"):
+        compress_run(tracker, "0" * 32, small_data, methods=["fp32"])
+    bare = tracker.start_run("trial-9999", tags={KIND_TAG: "trial"})
+    with pytest.raises(ConfigError, match="no checkpoint/best.pt"):
+        compress_run(tracker, bare, small_data, methods=["fp32"])
+    with pytest.raises(ConfigError, match="unknown compression method"):
+        compress_run(tracker, bare, small_data, methods=["fp32", "nope"])
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from ecg_sweep.cli.app import main
+
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_cli_by_study_name_prints_the_table(vit_outcome, store, synth_learn, capsys):
+    d, tracker = store
+    _, trial_run, _ = vit_outcome
+    study = tracker.start_run(
+        "study-s1", tags={KIND_TAG: "study", "optuna.study_name": "s1", "best_run_id": trial_run}
+    )
+    tracker.end_run(study)
+    common = ["--tracking-uri", f"sqlite:///{d}/mlflow.db", "--data-dir", str(synth_learn)]
+    code, out, err = _cli(
+        capsys,
+        "compress",
+        "--study-name",
+        "s1",
+        "--methods",
+        "fp32,quant_dynamic_int8",
+        "--device",
+        "cpu",
+        *common,
+    )
+    assert code == 0, err
+    assert "quant_dynamic_int8" in out and "recommended" in out
+    code, _, err = _cli(capsys, "compress", "--study-name", "nope", *common)
+    assert code == 2 and "no study run" in err and "Traceback" not in err
+    code, _, err = _cli(capsys, "compress", "--run-id", "f" * 32, *common)
+    assert code == 2 and "no such run" in err
+    code, _, err = _cli(capsys, "compress", "--run-id", trial_run, "--methods", "x", *common)
+    assert code == 2 and "unknown compression method 'x'" in err
+
+
+def test_local_onnx_file_carries_its_model_info(tmp_path, small_data):
+    from ecg_sweep.compression.onnx import export_onnx
+
+    info = model_info("vit", get_model_spec("vit").params("tiny"), small_data)
+    model = build_model(info).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", small_data.train.x[:2])
+    loaded, loaded_info = load_model(str(path))
+    assert isinstance(loaded, OnnxModule) and loaded_info == info
+    x = torch.from_numpy(small_data.test.x[:4]).float()
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-4)
+    with pytest.raises(ConfigError, match="not found"):
+        load_model(str(tmp_path / "missing.onnx"))
