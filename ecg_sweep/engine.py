@@ -158,26 +158,35 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return fn
 
 
+def _soft_bce(logits: torch.Tensor, teacher_probs: torch.Tensor, t: float) -> torch.Tensor:
+    """Multi-label soft distillation: the student's logits softened by T match the teacher's
+    temperature-softened sigmoid outputs; T^2 keeps the gradient scale (Hinton et al.)."""
+    return F.binary_cross_entropy_with_logits(logits / t, teacher_probs) * (t * t)
+
+
 def _loss(
     out: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     y: torch.Tensor,
     teacher_probs: torch.Tensor | None,
     cfg: TrainConfig,
 ) -> torch.Tensor:
+    a, t = cfg.distill_alpha, cfg.distill_temperature
     if not isinstance(out, tuple):
-        return F.binary_cross_entropy_with_logits(out.float(), y)
+        label = F.binary_cross_entropy_with_logits(out.float(), y)
+        if teacher_probs is None:
+            return label
+        # One head and a teacher (e.g. fine-tuning a pruned model against its unpruned self).
+        return a * label + (1 - a) * _soft_bce(out.float(), teacher_probs, t)
     cls, dist = out[0].float(), out[1].float()
     if teacher_probs is None:
-        # No teacher: both heads learn the labels.
+        # DeiT without a teacher: both heads learn the labels.
         return 0.5 * (
             F.binary_cross_entropy_with_logits(cls, y) + F.binary_cross_entropy_with_logits(dist, y)
         )
-    t = cfg.distill_temperature
-    # Multi-label soft distillation: the distillation head, softened by T, matches the teacher's
-    # temperature-softened sigmoid outputs; T^2 keeps gradient scale comparable (Hinton et al.).
-    distill = F.binary_cross_entropy_with_logits(dist / t, teacher_probs) * (t * t)
-    label = F.binary_cross_entropy_with_logits(cls, y)
-    return cfg.distill_alpha * label + (1 - cfg.distill_alpha) * distill
+    # DeiT: the class head learns the labels, the distillation head the teacher.
+    return a * F.binary_cross_entropy_with_logits(cls, y) + (1 - a) * _soft_bce(
+        dist, teacher_probs, t
+    )
 
 
 @torch.no_grad()
@@ -284,7 +293,9 @@ def fit(
     ``weights_only=True``. ``time_limit`` seconds bound the whole call (raises
     :class:`FitTimeout`). ``on_epoch_end(epoch, metrics)`` sees ``train_loss``, ``val_loss``,
     ``val_macro_auc``, ``val_macro_f1`` (at threshold 0.5), ``lr``, ``epoch_seconds`` and
-    ``train_samples_per_s``.
+    ``train_samples_per_s``. With a ``teacher``, a DeiT's distillation head learns the teacher's
+    soft outputs; any other model mixes label and distillation loss on its one head
+    (``cfg.distill_alpha`` on the labels, temperature ``cfg.distill_temperature``).
     """
     device = resolve_device(cfg.device)
     t0 = time.monotonic()
@@ -303,7 +314,7 @@ def fit(
     )
     generator = torch.Generator().manual_seed(cfg.seed)
     teacher_probs = None
-    if teacher is not None and getattr(model, "distilled", False):
+    if teacher is not None:
         # The teacher's soft targets do not change between epochs: compute them once.
         teacher.to(device)
         teacher_probs = torch.from_numpy(

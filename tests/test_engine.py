@@ -180,6 +180,24 @@ def test_deit_distillation_from_teacher(learn_data):
     assert [m["train_loss"] for m in r_a] == pytest.approx([m["train_loss"] for m in r_b])
 
 
+def test_teacher_for_a_single_head_model(learn_data):
+    """Knowledge distillation on one head (how a pruned model is fine-tuned against its
+    unpruned self): alpha < 1 changes training, alpha = 1 is the plain label loss."""
+    teacher = _tiny(learn_data, "vit")
+    fit(teacher, learn_data, make_train_config("vit", max_epochs=1, batch_size=128))
+    cfg = make_train_config("convnext", max_epochs=1, batch_size=128, distill_alpha=1.0)
+    plain = fit(_tiny(learn_data, "convnext"), learn_data, cfg).history
+    alpha1 = fit(_tiny(learn_data, "convnext"), learn_data, cfg, teacher=teacher).history
+    assert [m["train_loss"] for m in alpha1] == pytest.approx([m["train_loss"] for m in plain])
+    mixed = fit(
+        _tiny(learn_data, "convnext"),
+        learn_data,
+        dataclasses.replace(cfg, distill_alpha=0.3),
+        teacher=teacher,
+    ).history
+    assert mixed[0]["train_loss"] != pytest.approx(plain[0]["train_loss"])
+
+
 # --- every family must learn (the seed's ConvNeXt scored the NORM-for-everyone baseline) ---------
 
 LEARN_CASES = [

@@ -44,6 +44,7 @@ class CompressConfig:
     methods: tuple[str, ...] | None = None  # None: every registered method
     threads: int = 2  # torch.set_num_threads / ORT intra_op_num_threads while timing
     finetune_epochs: int = 3  # fit() epochs after structured pruning and for QAT
+    finetune_distill: bool = True  # the unpruned fp32 model teaches the pruned one
     finetune_lr_scale: float = 0.5  # fine-tune lr = the trial's lr x this
     prune_amount: float = 0.4  # prune_l1_unstructured: fraction of each conv/linear weight zeroed
     structured_ratio: float = 0.4  # prune_structured: fraction of channels / head dims removed

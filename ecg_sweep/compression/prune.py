@@ -116,7 +116,10 @@ def prune_structured(model: ECGClassifier, ctx: BuildContext) -> Variant:
             "structured_pruning": {"ratio": cfg.structured_ratio, **geometry},
         },
     )
-    result = fit(m, ctx.data, ctx.train_config, on_epoch_end=ctx.on_epoch_end)
+    # The unpruned model teaches its pruned self while it recovers (knowledge distillation):
+    # its soft outputs carry more than the labels of a few fine-tuning epochs.
+    teacher = float_copy(model).eval() if cfg.finetune_distill else None
+    result = fit(m, ctx.data, ctx.train_config, teacher=teacher, on_epoch_end=ctx.on_epoch_end)
     m = m.cpu().eval()
     return torch_variant(
         m,
@@ -131,6 +134,9 @@ def prune_structured(model: ECGClassifier, ctx: BuildContext) -> Variant:
             "finetune_epochs": ctx.train_config.max_epochs,
             "finetune_lr": ctx.train_config.lr,
             "finetune_best_epoch": result.best_epoch,
+            "finetune_teacher": "fp32 (unpruned)" if teacher is not None else "none",
+            "finetune_distill_alpha": ctx.train_config.distill_alpha,
+            "finetune_distill_temperature": ctx.train_config.distill_temperature,
         },
         notes=["the pruned model is shipped pickled: its ModelInfo params no longer rebuild it"],
     )
