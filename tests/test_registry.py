@@ -267,3 +267,47 @@ def test_ui_shows_study_with_nested_trials(mlflow_server, sweep_data, tmp_path):
     study_row = next(i for i, t in enumerate(rows) if "study-ui" in t)
     assert any("trial-0000" in t for t in rows[study_row + 1 :])
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_compressed_variant_registered_and_predicts(sweep_data, real30, tmp_path):
+    """The recommended int8 variant becomes a version of its own; predict runs it (ONNX Runtime)."""
+    from ecg_sweep.compression import compress_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = SweepConfig(
+        model="vit", n_trials=1, max_epochs=3, search_space=(*SPACE, ("lr", 3e-3)),
+        storage=f"sqlite:///{tmp_path}/optuna.db", tracking_uri=uri, study_name="c",
+        fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)),
+    )  # fmt: skip
+    out = optimize(cfg, sweep_data)
+    report = compress_run(
+        out.tracker, out.best_run_id, sweep_data, methods=["onnx_int8"], threads=1
+    )
+    assert report.recommended == "onnx_int8", report.table()
+    fold = fold_fingerprint(sweep_data.test.ecg_ids, str(sweep_data.root), sweep_data.config.task)
+    versions = register_study_best(out.tracker, out.best_run_id, "vit", fold)
+    assert [v.method for v in versions] == ["fp32", "onnx_int8"]
+    assert versions[0].aliases == ("challenger",) and versions[1].aliases == ()
+    tags = MlflowClient(uri).get_model_version("ecg-vit", versions[1].version).tags
+    assert (
+        float(tags["size_bytes"]) > 0
+        and tags["ecg_sweep.compressed_from_version"] == versions[0].version
+    )
+    # registering again (a resumed study whose best did not change) adds no version
+    assert [v.version for v in register_study_best(out.tracker, out.best_run_id, "vit", fold)] == [
+        v.version for v in versions
+    ]
+    rec = str(real30 / "records100/00000/00841_lr")
+    r = run_cli(
+        "predict",
+        "--model-uri",
+        f"models:/ecg-vit/{versions[1].version}",
+        rec,
+        "--tracking-uri",
+        uri,
+        "--output",
+        str(tmp_path / "p.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    (pred,) = json.loads((tmp_path / "p.json").read_text())
+    assert set(pred) >= {"NORM", "MI", "STTC", "CD", "HYP", "labels"}

@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"  # the version that serves
 CHALLENGER = "challenger"  # the newest best, waiting for `promote`
 TEST_FOLD_TAG = "ecg_sweep.fold_fingerprint"
-# A compressed variant is a candidate only if it keeps the accuracy of its fp32 parent.
-MAX_AUC_DROP = 0.01
+RECOMMENDED_TAG = "ecg_sweep.compression.recommended"  # set by compression on the trial run
 
 
 def registered_name(model: str) -> str:
@@ -80,33 +79,29 @@ def _version_tags(
     return tags
 
 
-def _best_compressed(tracker: Tracker, best_run_id: str, fp32_auc: float):
+def _best_compressed(tracker: Tracker, best_run_id: str):
+    """The variant compression recommended on the trial's run: the fastest int8 one within
+    MAX_AUC_DROP of fp32 on *validation* (the test fold never selects anything)."""
+    best = tracker.get_run(best_run_id)
+    method = best.data.tags.get(RECOMMENDED_TAG)
+    if not method or method == "none":
+        return None
     runs = tracker.search_runs(
-        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = 'compression'"
+        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = 'compression' "
+        f"and tags.`ecg_sweep.method` = '{method}'",
+        order_by=["attributes.start_time DESC"],
     )
-    candidates = []
-    for r in runs:
-        m = r.data.metrics
-        method = r.data.tags.get("ecg_sweep.method", "")
-        if method == "fp32" or "test_macro_auc" not in m or "speedup_bs1" not in m:
-            continue
-        if m["test_macro_auc"] < fp32_auc - MAX_AUC_DROP or r.info.status != "FINISHED":
-            continue
-        if run_model_uri(tracker, r.info.run_id) is None:
-            continue
-        candidates.append(r)
-    # Fastest first; on a tie the smaller artifact.
-    candidates.sort(
-        key=lambda r: (-r.data.metrics["speedup_bs1"], r.data.metrics.get("size_bytes", 0))
-    )
-    return candidates[0] if candidates else None
+    runs = [r for r in runs if r.info.status == "FINISHED"]
+    if not runs or run_model_uri(tracker, runs[0].info.run_id) is None:
+        return None
+    return runs[0]
 
 
 def register_study_best(
     tracker: Tracker, best_run_id: str, model: str, fold_id: str, include_compressed: bool = True
 ) -> list[RegisteredVersion]:
-    """Register the best trial's model and its best compressed variant as versions of
-    ``ecg-<model>``; the one with the higher test macro AUROC becomes ``challenger``."""
+    """Register the best trial's model and its recommended compressed variant as versions of
+    ``ecg-<model>``; the best trial's model becomes ``challenger``."""
     client = tracker.client
     name = registered_name(model)
     best = tracker.get_run(best_run_id)
@@ -118,7 +113,7 @@ def register_study_best(
         )
     entries = [(best, "fp32")]
     if include_compressed:
-        comp = _best_compressed(tracker, best_run_id, best.data.metrics["test_macro_auc"])
+        comp = _best_compressed(tracker, best_run_id)
         if comp is not None:
             entries.append((comp, comp.data.tags["ecg_sweep.method"]))
     try:
@@ -148,8 +143,14 @@ def register_study_best(
             description=f"{method} variant of study {study} trial {trial}",
         )
         out.append((mv, run, method))
-    winner = max(out, key=lambda e: e[1].data.metrics.get("test_macro_auc", float("-inf")))
+    # The newest best is the study's best model itself; its compressed sibling is registered
+    # beside it (tagged) for `promote --version N` where size and latency matter more.
+    winner = out[0]
     client.set_registered_model_alias(name, CHALLENGER, winner[0].version)
+    for mv, _, _ in out[1:]:
+        client.set_model_version_tag(
+            name, mv.version, "ecg_sweep.compressed_from_version", str(winner[0].version)
+        )
     return [
         RegisteredVersion(
             name,
