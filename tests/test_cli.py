@@ -56,6 +56,20 @@ def test_data_synth_then_inspect(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and str(out) in r.stderr
 
 
+def test_download_unreachable_is_one_line(tmp_path):
+    r = run_cli(
+        "data",
+        "download",
+        "--out",
+        str(tmp_path / "ptbxl"),
+        "--url",
+        "http://127.0.0.1:9/ptbxl.zip",
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error:") and "127.0.0.1:9" in r.stderr
+    assert not (tmp_path / "ptbxl").exists()
+
+
 def test_train_logs_a_complete_run(synth_sweep, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     r = run_cli(

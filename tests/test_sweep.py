@@ -154,6 +154,20 @@ def test_resume_keeps_trials_and_parent_run(sweep_data, tmp_path):
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize(
+    ("sampler", "pruner"),
+    [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none"), ("gp", "median")],
+)
+def test_every_sampler_and_pruner(sweep_data, tmp_path, sampler, pruner):
+    out = optimize(
+        sweep_cfg(tmp_path, n_trials=3, max_epochs=2, sampler=sampler, pruner=pruner), sweep_data
+    )
+    assert len(out.study.trials) == 3 and out.counts["FAIL"] == 0
+    assert type(out.study.sampler).__name__.lower().startswith(sampler[:2])
+    params = MlflowClient(sweep_cfg(tmp_path).tracking_uri).get_run(out.study_run_id).data.params
+    assert (params["sampler"], params["pruner"]) == (sampler, pruner)
+
+
 def test_parallel_trials_in_threads(sweep_data, tmp_path):
     out = optimize(sweep_cfg(tmp_path, n_trials=4, max_epochs=1, n_jobs=2), sweep_data)
     assert sorted(t.number for t in out.study.trials) == [0, 1, 2, 3]
