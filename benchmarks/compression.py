@@ -101,10 +101,11 @@ def _goals(family: str, report) -> dict[str, object]:
     # "Best int8 method": int8 of the trial's own weights; the pruned combo is reported apart.
     same_weights = [r for r in int8 if "prune" not in r.method]
     best = max(same_weights, key=lambda r: r.metrics["speedup_bs1"]) if same_weights else None
-    combo = report.row("prune_structured+onnx_int8")
-    onnx8 = report.row("onnx_int8")
+    rows = {r.method: r for r in report.rows}  # --methods may have left some out
+    combo = rows.get("prune_structured+onnx_int8")
+    onnx8 = rows.get("onnx_int8")
     line: dict[str, object] = {"family": family}
-    if onnx8.status == "ok":
+    if onnx8 is not None and onnx8.status == "ok":
         line["onnx_int8_size_x"] = round(onnx8.metrics["size_ratio"], 3)
         line["int8_size_goal"] = onnx8.metrics["size_ratio"] <= INT8_SIZE_GOAL
     line["max_int8_size_x"] = round(max(r.metrics["size_ratio"] for r in int8), 3) if int8 else None
@@ -113,7 +114,7 @@ def _goals(family: str, report) -> dict[str, object]:
         line["best_int8_speedup_bs1"] = round(best.metrics["speedup_bs1"], 2)
         goal = SPEEDUP_GOAL.get(family)
         line["speedup_goal"] = None if goal is None else best.metrics["speedup_bs1"] >= goal
-    if combo.status == "ok":
+    if combo is not None and combo.status == "ok":
         shrink = 1 / combo.metrics["size_ratio"]
         drop = -combo.metrics["test_macro_auc_delta"]
         line["pruned_int8_speedup_bs1"] = round(combo.metrics["speedup_bs1"], 2)
@@ -209,6 +210,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=12, help="interleaved timing rounds")
     ap.add_argument("--methods", default=None, help="comma-separated (default: all)")
     ap.add_argument(
+        "--structured-ratio", type=float, default=None, help="fraction of channels/heads removed"
+    )
+    ap.add_argument(
         "--retime",
         action="store_true",
         help="only re-time the variants the last run logged (no training or compression)",
@@ -235,6 +239,7 @@ def main() -> None:
         threads=args.threads,
         finetune_epochs=args.finetune_epochs,
         latency_rounds=args.rounds,
+        **({"structured_ratio": args.structured_ratio} if args.structured_ratio else {}),
     )
     lines = []
     if args.retime:
