@@ -162,11 +162,14 @@ class Tracker:
         if tags:
             self.client.log_batch(run_id, tags=[RunTag(k, _fmt_param(v)) for k, v in tags.items()])
 
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Log params; a key already logged with the same value is skipped (resume-safe)."""
+    def log_params(self, run_id: str, params: Mapping[str, Any], new_run: bool = False) -> None:
+        """Log params; a key already logged with the same value is skipped (resume-safe).
+
+        ``new_run=True`` (a run this process just created) skips reading the existing params.
+        """
         from mlflow.entities import Param
 
-        existing = self.client.get_run(run_id).data.params
+        existing = {} if new_run else self.client.get_run(run_id).data.params
         new = {k: _fmt_param(v) for k, v in params.items() if v is not None}
         todo = [Param(k, v) for k, v in new.items() if existing.get(k) != v]
         changed = [p.key for p in todo if p.key in existing]

@@ -227,8 +227,9 @@ def train_and_log(
     )
     status = "FAILED"
     try:
-        tracker.log_params(run_id, run_params(info, cfg, data, teacher))
-        tracker.log_params(run_id, {"n_params": sum(p.numel() for p in model.parameters())})
+        params = run_params(info, cfg, data, teacher)
+        params["n_params"] = sum(p.numel() for p in model.parameters())
+        tracker.log_params(run_id, params, new_run=True)
 
         def on_epoch_end(epoch: int, m: dict[str, float]) -> None:
             tracker.log_metrics(run_id, m, step=epoch)

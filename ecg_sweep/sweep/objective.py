@@ -102,11 +102,11 @@ class Objective:
         return value
 
     def _run(self, trial: optuna.Trial, run_id: str, info, train_cfg: TrainConfig) -> float:
-        params = run_params(info, train_cfg, self.data, self.cfg.teacher)
-        self.tracker.log_params(run_id, params)
         seed_everything(train_cfg.seed)
         model = build_model(info)
-        self.tracker.log_params(run_id, {"n_params": sum(p.numel() for p in model.parameters())})
+        params = run_params(info, train_cfg, self.data, self.cfg.teacher)
+        params["n_params"] = sum(p.numel() for p in model.parameters())
+        self.tracker.log_params(run_id, params, new_run=True)
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             self.tracker.log_metrics(run_id, metrics, step=epoch)
