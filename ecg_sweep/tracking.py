@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default, in the working directory
 KIND_TAG = "ecg_sweep.kind"
 PARENT_TAG = "mlflow.parentRunId"
+RECOMMENDED_TAG = "ecg_sweep.compression.recommended"  # set by compression on the trial run
 _MAX_PARAM_LEN = 6000
 
 _URL_PASSWORD = re.compile(

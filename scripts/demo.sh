@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: synthetic PTB-XL, a short Optuna study with MLflow tracking,
-# compression of the best model, registry + promotion, prediction, and the comparison.
-# Runs in ./demo (sqlite:///mlflow.db + ./mlruns and sqlite:///optuna.db there). ~10 min on 2 cores.
+# compression of the best model, a distilled DeiT study, registry + promotion, prediction, comparison.
+# Runs in ./demo (sqlite:///mlflow.db + ./mlruns and sqlite:///optuna.db there). ~4 min on 2 cores.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 demo="${ECG_SWEEP_DEMO_DIR:-$here/demo}"
 n_records="${DEMO_RECORDS:-3000}"
 n_trials="${DEMO_TRIALS:-6}"
+deit_trials="${DEMO_DEIT_TRIALS:-4}"
 epochs="${DEMO_EPOCHS:-6}"
 mkdir -p "$demo"
 cd "$demo"
@@ -28,18 +29,30 @@ ecg-sweep optimize --model vit --n-trials "$n_trials" --max-epochs "$epochs" \
   --search-space "$here/examples/demo-space.yaml" --study-name demo-vit \
   --set n_bootstrap=300 --set patience=3
 
-step "4. promote the challenger to champion (gate: it must beat the current champion)"
-ecg-sweep promote --model vit || true
+step "4. a 1-D ConvNeXt teacher for DeiT (one training run, logged to MLflow)"
+if [ ! -f teacher-convnext.pt ]; then
+  ecg-sweep train --model convnext --set depths=2-2-2-2 --set width=32 --set lr=0.003 \
+    --set batch_size=64 --max-epochs "$epochs" --checkpoint teacher-convnext.pt
+fi
 
-step "5. predict five test-fold records with models:/ecg-vit@champion"
+step "5. an Optuna study of DeiT distilled from that teacher (distillation α and temperature searched)"
+ecg-sweep optimize --model deit --n-trials "$deit_trials" --max-epochs "$epochs" \
+  --search-space "$here/examples/demo-space-deit.yaml" --study-name demo-deit \
+  --teacher teacher-convnext.pt --set n_bootstrap=300 --set patience=3
+
+step "6. promote each challenger to champion (gate: it must beat the current champion)"
+ecg-sweep promote --model vit || echo "(kept the current ViT champion)"
+ecg-sweep promote --model deit || echo "(kept the current DeiT champion)"
+
+step "7. predict five test-fold records with models:/ecg-deit@champion"
 records=$(python -c "
 import pandas as pd
 db = pd.read_csv('ptbxl-synth/ptbxl_database.csv')
 print(' '.join('ptbxl-synth/' + db[db.strat_fold == 10].filename_lr.head(5)))")
 # shellcheck disable=SC2086
-ecg-sweep predict --model-uri models:/ecg-vit@champion $records --output predictions.csv
+ecg-sweep predict --model-uri models:/ecg-deit@champion $records --output predictions.csv
 
-step "6. the leaderboard across studies"
+step "8. the leaderboard across studies"
 ecg-sweep compare --output report.md
 
 step "done"

@@ -168,6 +168,29 @@ def test_compare_report(sweep_data, tmp_path):
     assert "<table>" in html and "data:image/png;base64," in html
     r = run_cli("compare", "--tracking-uri", uri, "--output", str(tmp_path / "report.md"))
     assert r.returncode == 0 and (tmp_path / "report.png").stat().st_size > 1000
+    # Piped, rich lays out 80 columns: too narrow for 14, so one column per study, nothing cut.
+    assert "test AUROC [95% CI]" in r.stdout and f"{rows[0]['test_macro_auc']:.4f} [" in r.stdout
+    assert "…" not in r.stdout
+
+
+def test_compare_shows_the_recommended_int8_variant(tmp_path):
+    """The leaderboard's int8 column is the variant compression recommended (and registered),
+    not merely the fastest; without a recommendation, the fastest."""
+    from ecg_sweep.compare import _compression
+    from ecg_sweep.tracking import KIND_TAG, PARENT_TAG
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    trial = tracker.client.create_run(tracker.experiment_id).info.run_id
+    for method, speedup in (("fp32", 1.0), ("onnx_int8", 2.0), ("prune_structured+onnx_int8", 3.0)):
+        run = tracker.client.create_run(
+            tracker.experiment_id,
+            tags={PARENT_TAG: trial, KIND_TAG: "compression", "ecg_sweep.method": method},
+        ).info.run_id
+        tracker.client.log_metric(run, "speedup_bs1", speedup)
+    assert _compression(tracker, trial, "onnx_int8")[1:] == ({"speedup_bs1": 2.0}, "onnx_int8")
+    fastest = ({"speedup_bs1": 3.0}, "prune_structured+onnx_int8")
+    assert _compression(tracker, trial, None)[1:] == fastest
+    assert _compression(tracker, trial, "none")[1:] == fastest
 
 
 # --- a real MLflow server ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 
 from ecg_sweep.cli._common import console, out
@@ -119,15 +120,23 @@ def compare_cmd(
     if as_json:
         out.print(json.dumps(rows_as_dicts(rows), indent=2, default=str), markup=False)
     else:
-        table = Table(
-            title="ecg-sweep leaderboard (best trial of each study; test fold)",
-            title_justify="left",
-        )
+        title = "ecg-sweep leaderboard (best trial of each study; test fold)"
+        table = Table(title=title, title_justify="left")
         for name, _, _ in COLUMNS:
-            table.add_column(name)
+            table.add_column(name, no_wrap=True)
         for r in rows:
             table.add_row(*cells(r))
-        out.print(table)
+        if Measurement.get(out, out.options.update_width(10_000), table).maximum <= out.width:
+            out.print(table)
+        else:  # too narrow for 14 columns (or output not a terminal): one column per study
+            table = Table(title=title, title_justify="left")
+            table.add_column("")
+            for r in rows:
+                table.add_column(r.study)
+            all_cells = [cells(r) for r in rows]
+            for i, (name, _, _) in enumerate(COLUMNS):
+                table.add_row(name, *(c[i] for c in all_cells))
+            out.print(table)
         if not rows:
             out.print("no studies found: run `ecg-sweep optimize --model M` first")
     if output is not None:

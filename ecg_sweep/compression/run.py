@@ -37,7 +37,7 @@ from ecg_sweep.engine import predict_proba, resolve_device, seed_everything
 from ecg_sweep.errors import ConfigError, TrackingError
 from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
 from ecg_sweep.models import ECGClassifier, ModelInfo
-from ecg_sweep.tracking import KIND_TAG, Tracker
+from ecg_sweep.tracking import KIND_TAG, RECOMMENDED_TAG, Tracker
 
 __all__ = ["CompressionRow", "CompressionReport", "compress_run", "METHOD_TAG", "SKIPPED_TAG"]
 
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 METHOD_TAG = "ecg_sweep.method"
 SKIPPED_TAG = "ecg_sweep.skipped_reason"
 ERROR_TAG = "ecg_sweep.error"
-RECOMMENDED_TAG = "ecg_sweep.compression.recommended"
 SUMMARY_DIR = "compression"
 MAX_AUC_DROP = 0.01  # a recommended int8 variant loses at most this much validation AUROC
 

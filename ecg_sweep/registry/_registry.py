@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecg_sweep.errors import ConfigError, TrackingError
-from ecg_sweep.tracking import KIND_TAG, PARENT_TAG, Tracker
+from ecg_sweep.tracking import KIND_TAG, PARENT_TAG, RECOMMENDED_TAG, Tracker
 
 __all__ = [
     "CHAMPION",
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"  # the version that serves
 CHALLENGER = "challenger"  # the newest best, waiting for `promote`
 TEST_FOLD_TAG = "ecg_sweep.fold_fingerprint"
-RECOMMENDED_TAG = "ecg_sweep.compression.recommended"  # set by compression on the trial run
 
 
 def registered_name(model: str) -> str:

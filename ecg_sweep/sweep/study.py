@@ -41,6 +41,13 @@ PrunerFactory = Callable[[int], optuna.pruners.BasePruner]
 SAMPLERS: dict[str, SamplerFactory] = {}
 PRUNERS: dict[str, PrunerFactory] = {}
 
+# Optuna < 4.9 warns on every independently sampled conditional param unless told not to;
+# 4.9 deprecated the flag (FutureWarning when passed) and made silence the default.
+_OPTUNA_VERSION = tuple(int(p) for p in optuna.__version__.split(".")[:2] if p.isdigit())
+_TPE_QUIET: dict[str, bool] = (
+    {"warn_independent_sampling": False} if _OPTUNA_VERSION < (4, 9) else {}
+)
+
 
 def _register(table: dict, name: str):
     def deco(fn):
@@ -62,7 +69,7 @@ def _tpe(seed: int) -> optuna.samplers.BaseSampler:
         group=True,
         constant_liar=True,
         n_startup_trials=5,
-        warn_independent_sampling=False,
+        **_TPE_QUIET,
     )
 
 
