@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ecg_sweep.models._common import IMAGE_ONLY, SIGNAL_ONLY, TRAIN_DIMS, Condition, image_dims
+from ecg_sweep.models._common import (
+    IMAGE_ONLY,
+    SIGNAL_ONLY,
+    TRAIN_DIMS,
+    Condition,
+    cnn_input_spec,
+    image_dims,
+    sample_space,
+    validate_cnn,
+)
 from ecg_sweep.models._input import InputSpec
-from ecg_sweep.models._registry import SpaceContext
-from ecg_sweep.models._space import Categorical, Dim, Float
+from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
+from ecg_sweep.models._space import Categorical, Dim, Float, SearchSpace, TrialLike
 
 # Defaults shared by both CNN families: the ECG-native folded input and the seed's image.
 CNN_INPUT_DEFAULTS: dict[str, Any] = {
@@ -87,3 +96,34 @@ def to_1d(model: nn.Module) -> nn.Module:
 def finish_cnn(model: nn.Module, input_spec: InputSpec) -> nn.Module:
     """Apply what the input layout needs (time-only convolutions for leads-as-channels)."""
     return to_1d(model) if input_spec.layout == "leads_channels" else model
+
+
+def register_cnn(
+    name: str,
+    description: str,
+    build: Callable[..., nn.Module],
+    search_space: Callable[[SpaceContext], dict[str, Dim]],
+    defaults: dict[str, Any],
+    train_defaults: dict[str, Any],
+    tiny: dict[str, Any],
+) -> ModelSpec:
+    """Register a CNN family: the shared CNN input geometry, conditions and validation."""
+
+    def suggest(trial: TrialLike, space: SearchSpace, ctx: SpaceContext) -> dict[str, Any]:
+        return sample_space(trial, space, defaults, CNN_CONDITIONS)
+
+    return register_model(
+        ModelSpec(
+            name=name,
+            description=description,
+            build=build,
+            suggest=suggest,
+            input_spec=cnn_input_spec,
+            search_space=search_space,
+            defaults=defaults,
+            train_defaults=train_defaults,
+            presets={"tiny": tiny},
+            conditions=CNN_CONDITIONS,
+            validate=validate_cnn,
+        )
+    )

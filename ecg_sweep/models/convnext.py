@@ -14,18 +14,17 @@ import timm
 from torch import nn
 
 from ecg_sweep.models._cnn import (
-    CNN_CONDITIONS,
     CNN_INPUT_DEFAULTS,
     cnn_input_dims,
     cnn_regularization_dims,
     common_kwargs,
     finish_cnn,
     parse_depths,
+    register_cnn,
 )
-from ecg_sweep.models._common import cnn_input_spec, sample_space, validate_cnn
 from ecg_sweep.models._input import InputSpec
-from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
-from ecg_sweep.models._space import Categorical, Dim, SearchSpace, TrialLike
+from ecg_sweep.models._registry import SpaceContext
+from ecg_sweep.models._space import Categorical, Dim
 
 DEFAULTS: dict[str, Any] = {
     **CNN_INPUT_DEFAULTS,
@@ -64,22 +63,12 @@ def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: 
     return finish_cnn(model, input_spec)
 
 
-def suggest(trial: TrialLike, space: SearchSpace, ctx: SpaceContext) -> dict[str, Any]:
-    return sample_space(trial, space, DEFAULTS, CNN_CONDITIONS)
-
-
-SPEC = register_model(
-    ModelSpec(
-        name="convnext",
-        description="ConvNeXt (timm), stage depths / width / kernel",
-        build=build,
-        suggest=suggest,
-        input_spec=cnn_input_spec,
-        search_space=search_space,
-        defaults=DEFAULTS,
-        train_defaults=TRAIN_DEFAULTS,
-        presets={"tiny": TINY},
-        conditions=CNN_CONDITIONS,
-        validate=validate_cnn,
-    )
+SPEC = register_cnn(
+    "convnext",
+    "ConvNeXt (timm), stage depths / width / kernel",
+    build,
+    search_space,
+    DEFAULTS,
+    TRAIN_DEFAULTS,
+    TINY,
 )
