@@ -219,12 +219,12 @@ def compress_cmd(
         seed=seed,
         device=str(resolve_device(device)),
     )
-    resolve_methods(cfg.methods)  # unknown names fail before any data is read
+    chosen = resolve_methods(cfg.methods)  # unknown names fail before any data is read
     tracker, best_run_id = resolve_target(tracking_uri, experiment, run_id, study_name)
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
     console.print(
         f"compressing run {best_run_id} of experiment {tracker.experiment_name!r} "
-        f"({len(resolve_methods(cfg.methods))} methods, {threads} threads)"
+        f"({len(chosen)} methods, {threads} threads)"
     )
     report = compress_run(tracker, best_run_id, data, config=cfg)
     print_report(report)

@@ -92,6 +92,31 @@ def torch_predict(module: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
+def _file_variant(
+    shipped: nn.Module,
+    counted: nn.Module,
+    path: Path,
+    fmt: str,
+    float_model: ECGClassifier | None,
+    params: Mapping[str, Any] | None,
+    notes: list[str] | None,
+) -> Variant:
+    """A torch variant whose artifact ``path`` holds ``shipped``; weights counted on ``counted``."""
+    n, nz = count_weights(counted)
+    return Variant(
+        module=shipped,
+        predict=torch_predict(shipped),
+        artifact=path,
+        format=fmt,
+        runtime=TORCH_RUNTIME,
+        n_params=n,
+        n_nonzero=nz,
+        float_model=float_model,
+        params=dict(params or {}),
+        notes=list(notes or []),
+    )
+
+
 def torch_variant(
     module: nn.Module,
     ctx: BuildContext,
@@ -103,19 +128,7 @@ def torch_variant(
     module = module.cpu().eval()
     path = ctx.workdir / "model.pt"
     torch.save(module, path)
-    n, nz = count_weights(module)
-    return Variant(
-        module=module,
-        predict=torch_predict(module),
-        artifact=path,
-        format="torch",
-        runtime=TORCH_RUNTIME,
-        n_params=n,
-        n_nonzero=nz,
-        float_model=float_model,
-        params=dict(params or {}),
-        notes=list(notes or []),
-    )
+    return _file_variant(module, module, path, "torch", float_model, params, notes)
 
 
 def traced_variant(
@@ -138,19 +151,9 @@ def traced_variant(
         traced = torch.jit.trace(module, example)
         path = ctx.workdir / "model.pt"
         torch.jit.save(traced, str(path))  # deprecated in favour of torch.export: see above
-    n, nz = count_weights(module)  # the eager module: a ScriptModule hides packed weights
-    return Variant(
-        module=traced,
-        predict=torch_predict(traced),
-        artifact=path,
-        format="torchscript",
-        runtime=TORCH_RUNTIME,
-        n_params=n,
-        n_nonzero=nz,
-        float_model=float_model,
-        params={**(params or {}), "serialization": "TorchScript (torch.jit.trace)"},
-        notes=list(notes or []),
-    )
+    params = {**(params or {}), "serialization": "TorchScript (torch.jit.trace)"}
+    # Weights counted on the eager module: a ScriptModule hides packed weights.
+    return _file_variant(traced, module, path, "torchscript", float_model, params, notes)
 
 
 @register_method("fp32", "the trial's float32 model, measured exactly like the others")

@@ -90,6 +90,9 @@ def quant_dynamic_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
     )
 
 
+FLOAT_ADAPTER_NOTE = "the input adapter stays float: FX cannot trace its length-dependent branch"
+
+
 def _example(model: ECGClassifier, ctx: BuildContext) -> torch.Tensor:
     # (2, 12, T) millivolts -> the backbone's (2, C, H, W) input
     with torch.no_grad():
@@ -127,7 +130,7 @@ def quant_static_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
             "calibration_batch_size": ctx.config.calibration_batch_size,
             "adapter": "float, in front of the int8 backbone",
         },
-        notes=["the input adapter stays float: FX cannot trace its length-dependent branch"],
+        notes=[FLOAT_ADAPTER_NOTE],
     )
 
 
@@ -168,5 +171,5 @@ def quant_qat_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
             "finetune_best_epoch": result.best_epoch,
             "adapter": "float, in front of the int8 backbone",
         },
-        notes=["the input adapter stays float: FX cannot trace its length-dependent branch"],
+        notes=[FLOAT_ADAPTER_NOTE],
     )
