@@ -1,5 +1,6 @@
-# `make demo` runs the main job on embedded defaults; `make test` runs the test suite.
-# Both create .venv and install into it when missing (torch first, from TORCH_SPEC).
+# `make demo` runs the main job on embedded defaults; `make test` runs the whole test suite (CI);
+# `make test-fast` the inner loop (no multi-process, server or browser tests). All of them
+# create .venv and install into it when missing (torch first, from TORCH_SPEC).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo benchmarks clean
+.PHONY: install test test-fast lint demo benchmarks clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,9 +24,13 @@ install: $(VENV)/.installed
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh

@@ -37,14 +37,29 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ecg_sweep.compression import CompressConfig, compress_run
-from ecg_sweep.config import DataConfig
+from ecg_sweep.compression import compress_run
+from ecg_sweep.config import CompressConfig, DataConfig
 from ecg_sweep.data.dataset import prepare
 from ecg_sweep.data.synth import synthesize
 from ecg_sweep.engine import final_metrics, fit, seed_everything
-from ecg_sweep.models import build_model, get_model_spec, load_checkpoint, save_checkpoint
-from ecg_sweep.tracking import KIND_TAG, Tracker
-from ecg_sweep.training import make_train_config, model_info
+from ecg_sweep.models import (
+    build_model,
+    get_model_spec,
+    load_checkpoint,
+    make_train_config,
+    model_info,
+    save_checkpoint,
+)
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    CHECKPOINT_DIR,
+    KIND_TAG,
+    KIND_TRIAL,
+    METHOD_TAG,
+    MODEL_TAG,
+    MODEL_URI_TAG,
+    PARENT_TAG,
+)
 
 FAMILIES = ("vit", "deit", "efficientnetv2", "convnext")
 INT8_SIZE_GOAL = 0.27
@@ -84,13 +99,11 @@ def _trained(family: str, data, out: Path, epochs: int) -> tuple[Path, float]:
 def _trial_run(tracker: Tracker, family: str, ckpt: Path) -> str:
     spec = get_model_spec(family)
     cfg = make_train_config(family)
-    run_id = tracker.start_run(
-        f"bench-{family}", tags={KIND_TAG: "trial", "ecg_sweep.model": family}
-    )
+    run_id = tracker.start_run(f"bench-{family}", tags={KIND_TAG: KIND_TRIAL, MODEL_TAG: family})
     tracker.log_params(
         run_id, {"model": family, "lr": cfg.lr, "batch_size": cfg.batch_size, **spec.params()}
     )
-    tracker.log_artifact(run_id, ckpt, "checkpoint")
+    tracker.log_artifact(run_id, ckpt, CHECKPOINT_DIR)
     tracker.end_run(run_id)
     return run_id
 
@@ -136,25 +149,26 @@ def _retime(tracker: Tracker, family: str, data, cfg: CompressConfig) -> dict[st
     import mlflow
     import numpy as np
 
-    from ecg_sweep.compression import OnnxModule
-    from ecg_sweep.compression.benchmark import measure_latency, torch_predict
+    from ecg_sweep.compression.baseline import torch_predict
+    from ecg_sweep.compression.measure import measure_latency
+    from ecg_sweep.models.onnx import OnnxModule
 
     trials = tracker.search_runs(
-        f"tags.`ecg_sweep.model` = '{family}' and tags.`{KIND_TAG}` = 'trial'",
+        f"tags.`{MODEL_TAG}` = '{family}' and tags.`{KIND_TAG}` = '{KIND_TRIAL}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     if not trials:
         raise SystemExit(f"{family}: nothing to re-time in {tracker.uri}; run without --retime")
     children = tracker.search_runs(
-        f"tags.`mlflow.parentRunId` = '{trials[0].info.run_id}' and attributes.status = 'FINISHED'",
+        f"tags.`{PARENT_TAG}` = '{trials[0].info.run_id}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time ASC"],
     )
     mlflow.set_tracking_uri(tracker.uri)
     predictors = {}
     with tempfile.TemporaryDirectory() as d:
         for run in children:
-            method, uri = run.data.tags["ecg_sweep.method"], run.data.tags["ecg_sweep.model_uri"]
+            method, uri = run.data.tags[METHOD_TAG], run.data.tags[MODEL_URI_TAG]
             local = Path(
                 mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=f"{d}/{method}")
             )

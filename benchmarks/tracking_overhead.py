@@ -27,9 +27,8 @@ from ecg_sweep.config import DataConfig, SweepConfig
 from ecg_sweep.data.dataset import prepare
 from ecg_sweep.data.synth import synthesize
 from ecg_sweep.engine import fit, seed_everything
-from ecg_sweep.models import build_model
+from ecg_sweep.models import build_model, make_train_config, model_info
 from ecg_sweep.sweep import optimize
-from ecg_sweep.training import make_train_config, model_info
 
 PARAMS = {
     "input_repr": "signal", "patch_time": 20, "patch_leads": 12, "embed_dim": 64, "num_heads": 2,

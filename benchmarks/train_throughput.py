@@ -1,9 +1,9 @@
-"""fit() vs a raw forward/backward loop, per family, at the seed geometry and the ECG-native one.
+"""fit() vs a raw forward/backward loop, per family, at the reference configuration's geometry and the ECG-native one.
 
 Same model, same process, same batch size; both loops run the adapter, BCE, backward and the
 optimizer step. fit() additionally gathers batches from the float16 dataset, runs the LR
 schedule, clips gradients and evaluates validation once per epoch (included in its time).
-Goal: fit() >= 0.9x raw. Also prints the native/seed speed ratio per family.
+Goal: fit() >= 0.9x raw. Also prints the native/reference speed ratio per family.
 
     python benchmarks/train_throughput.py [--families vit,deit,efficientnetv2,convnext]
         [--preset tiny] [--samples 256] [--batch-size 16]
@@ -24,12 +24,11 @@ from ecg_sweep.config import DataConfig
 from ecg_sweep.data.dataset import PreparedData, prepare
 from ecg_sweep.data.synth import synthesize
 from ecg_sweep.engine import fit, seed_everything
-from ecg_sweep.models import build_model, get_model_spec
-from ecg_sweep.training import make_train_config, model_info
+from ecg_sweep.models import build_model, get_model_spec, make_train_config, model_info
 
 GEOMETRIES = {
-    # the seed's: the 12 x T matrix as a 182 x 256 image (rounded to the patch), 3 channels
-    "seed": {"input_repr": "image", "image_height": 182, "image_width": 256},
+    # the reference configuration's: the 12 x T matrix as a 182 x 256 image (rounded to the patch), 3 channels
+    "reference": {"input_repr": "image", "image_height": 182, "image_width": 256},
     # ECG-native: lead-by-time patches for transformers, leads-as-channels 1-D CNN for CNNs
     "native": {"input_repr": "signal"},
 }
@@ -107,7 +106,7 @@ def measure(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--families", default="vit,deit,efficientnetv2,convnext")
-    ap.add_argument("--preset", default=None, help="e.g. tiny; default: the seed's model sizes")
+    ap.add_argument("--preset", default=None, help="e.g. tiny; default: the reference model sizes")
     ap.add_argument("--samples", type=int, default=128, help="samples timed per measurement")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
@@ -119,7 +118,7 @@ def main() -> None:
         synthesize(root, n_records=max(400, 2 * args.samples), seed=0, sampling_rates=(100,))
         data = prepare(DataConfig(root=root, cache_dir=Path(tmp) / "cache"))
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-              f"preset {args.preset or 'default (seed sizes)'}")  # fmt: skip
+              f"preset {args.preset or 'default (reference sizes)'}")  # fmt: skip
         header = f"{'family':15s} {'geometry':8s} {'input':>12s} {'raw/s':>8s} {'fit/s':>8s} {'fit+val/s':>9s} {'fit/raw':>7s} {'(+val)':>6s}"
         print(header)
         speeds = {}
@@ -131,9 +130,9 @@ def main() -> None:
                       f"{r['fit_wall']:9.1f} {r['fit_train'] / r['raw']:7.2f} {r['fit_wall'] / r['raw']:6.2f}",
                       flush=True)  # fmt: skip
         for family in args.families.split(","):
-            ratio = speeds[family, "native"] / speeds[family, "seed"]
+            ratio = speeds[family, "native"] / speeds[family, "reference"]
             print(
-                f"RATIO {family}: native / seed geometry = {ratio:.1f}x faster (fit, incl. validation)"
+                f"RATIO {family}: native / reference geometry = {ratio:.1f}x faster (fit, incl. validation)"
             )
 
 

@@ -9,9 +9,31 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ecg_sweep.errors import ConfigError
-from ecg_sweep.tracking import KIND_TAG, PARENT_TAG, RECOMMENDED_TAG, Tracker
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    BEST_RUN_ID_TAG,
+    EXPERIMENT_PREFIX,
+    KIND_COMPRESSION,
+    KIND_STUDY,
+    KIND_TAG,
+    METHOD_TAG,
+    MODEL_TAG,
+    PARENT_TAG,
+    RECOMMENDED_TAG,
+    STUDY_NAME_TAG,
+    model_from_experiment,
+)
 
-__all__ = ["LeaderboardRow", "leaderboard", "write_report", "auc_latency_figure"]
+__all__ = [
+    "COLUMNS",
+    "LeaderboardRow",
+    "auc_latency_figure",
+    "cells",
+    "compression_metrics",
+    "leaderboard",
+    "rows_as_dicts",
+    "write_report",
+]
 
 
 @dataclass
@@ -41,7 +63,7 @@ def _f(d: dict, k: str) -> float:
     return float(v) if v is not None else float("nan")
 
 
-def _compression(
+def compression_metrics(
     tracker: Tracker, best_run_id: str, recommended: str | None
 ) -> tuple[dict, dict | None, str]:
     """(fp32 metrics, int8 metrics, int8 method) of the best trial's compression runs.
@@ -50,11 +72,11 @@ def _compression(
     budget; the one registered beside the fp32 model); without one, the fastest int8 variant.
     """
     runs = tracker.search_runs(
-        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = 'compression'"
+        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = '{KIND_COMPRESSION}'"
     )
     fp32, int8 = {}, {}
     for r in runs:
-        method = r.data.tags.get("ecg_sweep.method", "")
+        method = r.data.tags.get(METHOD_TAG, "")
         if method == "fp32":
             fp32 = r.data.metrics
         elif "int8" in method and "speedup_bs1" in r.data.metrics:
@@ -81,20 +103,20 @@ def leaderboard(
                 raise ConfigError(f"--experiment {name!r} not found in {probe.uri}")
             exps.append(e)
     else:
-        exps = [e for e in client.search_experiments() if e.name.startswith("ecg-")]
+        exps = [e for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)]
     rows = []
     for exp in exps:
         tracker = Tracker(probe.uri, exp.name)
-        for study in tracker.search_runs(f"tags.`{KIND_TAG}` = 'study'"):
+        for study in tracker.search_runs(f"tags.`{KIND_TAG}` = '{KIND_STUDY}'"):
             m, t = study.data.metrics, study.data.tags
-            best_id = t.get("best_run_id")
+            best_id = t.get(BEST_RUN_ID_TAG)
             best = tracker.get_run(best_id) if best_id else None
             children = tracker.search_runs(f"tags.`{PARENT_TAG}` = '{study.info.run_id}'")
             starts = [c.info.start_time for c in children if c.info.start_time]
             ends = [c.info.end_time for c in children if c.info.end_time]
             wall = (max(ends) - min(starts)) / 60000 if starts and ends else float("nan")
             fp32, int8, method = (
-                _compression(tracker, best_id, best.data.tags.get(RECOMMENDED_TAG))
+                compression_metrics(tracker, best_id, best.data.tags.get(RECOMMENDED_TAG))
                 if best is not None
                 else ({}, None, "")
             )
@@ -102,8 +124,8 @@ def leaderboard(
             rows.append(
                 LeaderboardRow(
                     experiment=exp.name,
-                    model=t.get("ecg_sweep.model", exp.name.removeprefix("ecg-")),
-                    study=t.get("optuna.study_name", ""),
+                    model=t.get(MODEL_TAG, model_from_experiment(exp.name)),
+                    study=t.get(STUDY_NAME_TAG, ""),
                     trials=int(m.get("n_trials", len(children))),
                     best_val_macro_auc=_f(m, "best_val_macro_auc"),
                     test_macro_auc=_f(m, "best_test_macro_auc"),

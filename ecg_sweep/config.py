@@ -1,16 +1,33 @@
 """Frozen configuration objects, passed explicitly from the CLI into the library.
 
 Field names are the parameter names used everywhere: search space, factory kwargs, MLflow params.
+Derive a changed copy with ``dataclasses.replace``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ecg_sweep.data.ptbxl import TEST_FOLDS, TRAIN_FOLDS, VAL_FOLDS
+from ecg_sweep.errors import ConfigError
 
-__all__ = ["DataConfig", "TrainConfig", "TRAIN_FIELDS", "SweepConfig"]
+__all__ = [
+    "DataConfig",
+    "TrainConfig",
+    "TRAIN_FIELDS",
+    "SweepConfig",
+    "CompressConfig",
+    "split_params",
+]
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -52,29 +69,36 @@ class TrainConfig:
     n_bootstrap: int = 1000  # resamples for the test macro AUROC confidence interval
 
     def __post_init__(self) -> None:
-        from ecg_sweep.errors import ConfigError
-
-        checks = [
-            (self.max_epochs >= 1, "max_epochs must be >= 1"),
-            (self.batch_size >= 2, "batch_size must be >= 2"),
-            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
-            (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
-            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
-            (self.patience >= 1, "patience must be >= 1"),
-            (self.grad_clip >= 0, "grad_clip must be >= 0"),
-            (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
-            (self.distill_temperature > 0, "distill_temperature must be > 0"),
-            (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+        _check(
+            [
+                (self.max_epochs >= 1, "max_epochs must be >= 1"),
+                (self.batch_size >= 2, "batch_size must be >= 2"),
+                (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+                (
+                    self.optimizer in ("adam", "adamw", "sgd"),
+                    "optimizer must be adam, adamw or sgd",
+                ),
+                (self.lr > 0, "lr must be > 0"),
+                (self.weight_decay >= 0, "weight_decay must be >= 0"),
+                (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+                (0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+                (self.patience >= 1, "patience must be >= 1"),
+                (self.grad_clip >= 0, "grad_clip must be >= 0"),
+                (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
+                (self.distill_temperature > 0, "distill_temperature must be > 0"),
+                (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
+            ]
+        )
 
 
 TRAIN_FIELDS: frozenset[str] = frozenset(TrainConfig.__dataclass_fields__)
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a flat parameter dict into (model params, TrainConfig fields): one name each."""
+    model = {k: v for k, v in params.items() if k not in TRAIN_FIELDS}
+    train = {k: v for k, v in params.items() if k in TRAIN_FIELDS}
+    return model, train
 
 
 @dataclass(frozen=True)
@@ -88,7 +112,7 @@ class SweepConfig:
     study_name: str | None = None  # default "<model>-sweep"
     storage: str | None = None  # default sqlite:///optuna.db in the working directory
     tracking_uri: str | None = None
-    experiment: str | None = None  # default "ecg-<model>"
+    experiment: str | None = None  # default: tracking.contract.experiment_name(model)
     sampler: str = "tpe"
     pruner: str = "median"
     max_epochs: int = 10
@@ -108,6 +132,47 @@ class SweepConfig:
     def resolved_study_name(self) -> str:
         return self.study_name or f"{self.model}-sweep"
 
-    @property
-    def resolved_experiment(self) -> str:
-        return self.experiment or f"ecg-{self.model}"
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """How the best trial's model is compressed and measured (one object per ``compress`` call).
+
+    Field names are the MLflow param keys of the compression runs.
+    """
+
+    methods: tuple[str, ...] | None = None  # None: every registered method
+    threads: int = 2  # torch.set_num_threads / ORT intra_op_num_threads while timing
+    finetune_epochs: int = 3  # fit() epochs after structured pruning and for QAT
+    finetune_distill: bool = True  # the unpruned fp32 model teaches the pruned one
+    finetune_lr_scale: float = 0.5  # fine-tune lr = the trial's lr x this
+    prune_amount: float = 0.4  # prune_l1_unstructured: fraction of each conv/linear weight zeroed
+    structured_ratio: float = 0.4  # prune_structured: fraction of channels / head dims removed
+    calibration_batches: int = 8  # training batches seen by static-quantization observers
+    calibration_batch_size: int = 32
+    onnx_calibration: str = "auto"  # minmax | percentile | entropy | auto (per family)
+    latency_warmup: int = 10  # untimed bs1 calls per variant before timing
+    latency_rounds: int = 12  # rounds over all variants (interleaved: drift hits all alike)
+    latency_block: int = 10  # timed bs1 calls per variant per round
+    n_bootstrap: int = 200  # resamples for the test macro AUROC confidence interval
+    seed: int = 0
+    device: str = "cpu"  # where fine-tuning / QAT train (measurement is always on CPU)
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (self.threads >= 1, "threads must be >= 1"),
+                (self.finetune_epochs >= 1, "finetune_epochs must be >= 1"),
+                (self.finetune_lr_scale > 0, "finetune_lr_scale must be > 0"),
+                (0 < self.prune_amount < 1, "prune_amount must be in (0, 1)"),
+                (0 < self.structured_ratio < 1, "structured_ratio must be in (0, 1)"),
+                (self.calibration_batches >= 1, "calibration_batches must be >= 1"),
+                (self.calibration_batch_size >= 1, "calibration_batch_size must be >= 1"),
+                (
+                    self.onnx_calibration in ("auto", "minmax", "percentile", "entropy"),
+                    "onnx_calibration must be auto, minmax, percentile or entropy",
+                ),
+                (self.latency_rounds >= 1, "latency_rounds must be >= 1"),
+                (self.latency_block >= 1, "latency_block must be >= 1"),
+                (self.latency_warmup >= 0, "latency_warmup must be >= 0"),
+            ]
+        )

@@ -140,7 +140,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.optimizer == "adam":
-        # Adam's weight decay is L2 in the gradient (the seed's EfficientNetV2 used plain Adam).
+        # Adam's weight decay is L2 in the gradient (the reference EfficientNetV2 used plain Adam).
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
@@ -327,7 +327,7 @@ def fit(
     tmpdir = None
     if checkpoint is None:
         tmpdir = tempfile.TemporaryDirectory(prefix="ecg-sweep-fit-")
-        checkpoint = Path(tmpdir.name) / "best.pt"
+        checkpoint = Path(tmpdir.name) / "fit-best-weights.pt"
     checkpoint = Path(checkpoint)
     history: list[dict[str, float]] = []
     best_auc, best_epoch, bad_epochs = -math.inf, -1, 0

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from ecg_sweep.metrics import _f1, auc_per_class
+from ecg_sweep.metrics import auc_per_class, f1_per_class
 
 __all__ = ["roc_figure", "per_class_table"]
 
@@ -58,7 +58,7 @@ def per_class_table(
             "class": list(classes),
             "positives": y.sum(axis=0).astype(int),
             "auroc": auc_per_class(y, p).round(4),
-            "f1": _f1(y, pred).round(4),
+            "f1": f1_per_class(y, pred).round(4),
             "precision": precision.round(4),
             "recall": recall.round(4),
             "threshold": np.asarray(thresholds).round(3),

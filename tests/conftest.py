@@ -125,3 +125,40 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
         cwd=cwd,
         timeout=600,
     )
+
+
+# A one-layer signal ViT: a study of it trains in seconds.
+TINY_VIT_SPACE = (
+    ("input_repr", "signal"),
+    ("embed_dim", 48),
+    ("num_heads", 2),
+    ("depth", 1),
+    ("patch_time", 20),
+    ("patch_leads", 12),
+    ("mlp_ratio", 2.0),
+    ("batch_size", 64),
+)
+
+
+def run_study(data, tracking_uri: str, storage_dir: Path, name: str, lr: float, epochs: int = 3):
+    """One 1-trial ViT study in ``tracking_uri``, its best registered (no compression)."""
+    from ecg_sweep.config import SweepConfig
+    from ecg_sweep.registry import fold_fingerprint, register_study_best
+    from ecg_sweep.sweep import optimize
+
+    cfg = SweepConfig(
+        model="vit",
+        n_trials=1,
+        max_epochs=epochs,
+        search_space=(*TINY_VIT_SPACE, ("lr", lr)),
+        storage=f"sqlite:///{storage_dir}/optuna.db",
+        tracking_uri=tracking_uri,
+        study_name=name,
+        fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)),
+    )
+    out = optimize(cfg, data)
+    fold = fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task)
+    versions = register_study_best(
+        out.tracker, out.best_run_id, "vit", fold, include_compressed=False
+    )
+    return out, versions

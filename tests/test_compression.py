@@ -16,20 +16,26 @@ import torch
 
 from ecg_sweep.compression import (
     METHODS,
-    CompressConfig,
-    OnnxModule,
     compress_run,
     get_method,
     register_method,
     resolve_methods,
 )
+from ecg_sweep.config import CompressConfig
 from ecg_sweep.data.dataset import PreparedData, Split
 from ecg_sweep.engine import fit, predict_proba, seed_everything
 from ecg_sweep.errors import ConfigError
-from ecg_sweep.model_io import load_model
-from ecg_sweep.models import build_model, get_model_spec, save_checkpoint
-from ecg_sweep.tracking import KIND_TAG, Tracker
-from ecg_sweep.training import make_train_config, model_info
+from ecg_sweep.models import (
+    build_model,
+    get_model_spec,
+    make_train_config,
+    model_info,
+    save_checkpoint,
+)
+from ecg_sweep.models.onnx import OnnxModule
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import KIND_TAG
+from ecg_sweep.tracking.model_store import load_model
 
 N_TRAIN = 192  # fine-tuning / QAT / calibration read this many training records: fast
 FAST = dict(
@@ -243,12 +249,12 @@ def test_cnn_skips_dynamic_int8_with_reason_and_quantizes_statically(tmp_path, s
 def test_errors_for_unknown_run_and_missing_checkpoint(store, small_data):
     _, tracker = store
     with pytest.raises(Exception, match="not found"):
-        compress_run(tracker, "0" * 32, small_data, methods=["fp32"])
+        compress_run(tracker, "0" * 32, small_data, CompressConfig(methods=("fp32",)))
     bare = tracker.start_run("trial-9999", tags={KIND_TAG: "trial"})
     with pytest.raises(ConfigError, match="no checkpoint/best.pt"):
-        compress_run(tracker, bare, small_data, methods=["fp32"])
+        compress_run(tracker, bare, small_data, CompressConfig(methods=("fp32",)))
     with pytest.raises(ConfigError, match="unknown compression method"):
-        compress_run(tracker, bare, small_data, methods=["fp32", "nope"])
+        compress_run(tracker, bare, small_data, CompressConfig(methods=("fp32", "nope")))
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -293,7 +299,7 @@ def test_cli_by_study_name_prints_the_table(vit_outcome, store, synth_learn, cap
 
 
 def test_local_onnx_file_carries_its_model_info(tmp_path, small_data):
-    from ecg_sweep.compression.onnx import export_onnx
+    from ecg_sweep.compression.onnx_int8 import export_onnx
 
     info = model_info("vit", get_model_spec("vit").params("tiny"), small_data)
     model = build_model(info).eval()

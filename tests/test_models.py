@@ -19,7 +19,7 @@ from ecg_sweep.models import (
     save_checkpoint,
 )
 from ecg_sweep.models._registry import register_model
-from ecg_sweep.models._space import Categorical, Fixed, Float, Int, apply_overrides, load_space_file
+from ecg_sweep.models.space import Categorical, Fixed, Float, Int, apply_overrides, load_space_file
 
 FAMILIES = ["vit", "deit", "efficientnetv2", "convnext"]
 STD = {"mode": "global", "mean": [0.0], "std": [1.0]}

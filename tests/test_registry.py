@@ -1,4 +1,4 @@
-"""Registry, promotion gate, prediction, comparison; a real MLflow server; the UI in Chromium."""
+"""Registry, promotion gate, prediction; a real MLflow server; the UI in Chromium."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -20,38 +19,9 @@ from ecg_sweep.config import SweepConfig
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.registry import fold_fingerprint, promote, register_study_best
 from ecg_sweep.sweep import optimize
-from ecg_sweep.tracking import Tracker
-from tests.conftest import run_cli
-
-SPACE = (
-    ("input_repr", "signal"),
-    ("embed_dim", 48),
-    ("num_heads", 2),
-    ("depth", 1),
-    ("patch_time", 20),
-    ("patch_leads", 12),
-    ("mlp_ratio", 2.0),
-    ("batch_size", 64),
-)
-
-
-def run_study(data, tracking_uri: str, storage_dir: Path, name: str, lr: float, epochs: int = 3):
-    cfg = SweepConfig(
-        model="vit",
-        n_trials=1,
-        max_epochs=epochs,
-        search_space=(*SPACE, ("lr", lr)),
-        storage=f"sqlite:///{storage_dir}/optuna.db",
-        tracking_uri=tracking_uri,
-        study_name=name,
-        fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)),
-    )
-    out = optimize(cfg, data)
-    fold = fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task)
-    versions = register_study_best(
-        out.tracker, out.best_run_id, "vit", fold, include_compressed=False
-    )
-    return out, versions
+from ecg_sweep.tracking.client import Tracker
+from tests.conftest import TINY_VIT_SPACE as SPACE
+from tests.conftest import run_cli, run_study
 
 
 def test_promote_gate_both_ways(sweep_data, synth_small, tmp_path):
@@ -94,7 +64,7 @@ def test_promote_gate_both_ways(sweep_data, synth_small, tmp_path):
 def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
     import mlflow
 
-    from ecg_sweep.model_io import load_model
+    from ecg_sweep.tracking.model_store import load_model
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out, versions = run_study(sweep_data, uri, tmp_path, "s", lr=3e-3, epochs=1)
@@ -110,8 +80,8 @@ def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
     assert {"ecg_sweep.study", "ecg_sweep.trial", "ecg_sweep.method", "test_macro_auc"} <= set(tags)
     # A DeiT student distils from the registered champion (teacher by registry URI).
     from ecg_sweep.engine import fit, predict_proba
-    from ecg_sweep.models import build_model, get_model_spec
-    from ecg_sweep.training import load_teacher, make_train_config, model_info
+    from ecg_sweep.models import build_model, get_model_spec, make_train_config, model_info
+    from ecg_sweep.tracking.model_store import load_teacher
 
     teacher = load_teacher("models:/ecg-vit@champion", "deit")
     assert predict_proba(teacher, sweep_data.val.x[:4]).shape == (4, 5)
@@ -150,47 +120,6 @@ def test_predict_real_records_and_bad_record(sweep_data, real30, tmp_path):
     r = run_cli("predict", "--model-uri", "models:/ecg-vit@champion", hr, "--tracking-uri", uri)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "00841_hr: header sampling rate 500 Hz, expected 100 Hz" in r.stderr
-
-
-def test_compare_report(sweep_data, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    run_study(sweep_data, uri, tmp_path, "a", lr=3e-3, epochs=1)
-    run_study(sweep_data, uri, tmp_path, "b", lr=1e-9, epochs=1)
-    r = run_cli(
-        "compare", "--tracking-uri", uri, "--output", str(tmp_path / "report.html"), "--json"
-    )
-    assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
-    assert [row["study"] for row in rows] == ["a", "b"]  # sorted by test macro AUROC
-    assert rows[0]["test_macro_auc"] > rows[1]["test_macro_auc"]
-    assert rows[0]["trials"] == 1 and rows[0]["n_params"] > 0
-    html = (tmp_path / "report.html").read_text()
-    assert "<table>" in html and "data:image/png;base64," in html
-    r = run_cli("compare", "--tracking-uri", uri, "--output", str(tmp_path / "report.md"))
-    assert r.returncode == 0 and (tmp_path / "report.png").stat().st_size > 1000
-    # Piped, rich lays out 80 columns: too narrow for 14, so one column per study, nothing cut.
-    assert "test AUROC [95% CI]" in r.stdout and f"{rows[0]['test_macro_auc']:.4f} [" in r.stdout
-    assert "…" not in r.stdout
-
-
-def test_compare_shows_the_recommended_int8_variant(tmp_path):
-    """The leaderboard's int8 column is the variant compression recommended (and registered),
-    not merely the fastest; without a recommendation, the fastest."""
-    from ecg_sweep.compare import _compression
-    from ecg_sweep.tracking import KIND_TAG, PARENT_TAG
-
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
-    trial = tracker.client.create_run(tracker.experiment_id).info.run_id
-    for method, speedup in (("fp32", 1.0), ("onnx_int8", 2.0), ("prune_structured+onnx_int8", 3.0)):
-        run = tracker.client.create_run(
-            tracker.experiment_id,
-            tags={PARENT_TAG: trial, KIND_TAG: "compression", "ecg_sweep.method": method},
-        ).info.run_id
-        tracker.client.log_metric(run, "speedup_bs1", speedup)
-    assert _compression(tracker, trial, "onnx_int8")[1:] == ({"speedup_bs1": 2.0}, "onnx_int8")
-    fastest = ({"speedup_bs1": 3.0}, "prune_structured+onnx_int8")
-    assert _compression(tracker, trial, None)[1:] == fastest
-    assert _compression(tracker, trial, "none")[1:] == fastest
 
 
 # --- a real MLflow server ----------------------------------------------------------------------
@@ -295,6 +224,7 @@ def test_ui_shows_study_with_nested_trials(mlflow_server, sweep_data, tmp_path):
 def test_compressed_variant_registered_and_predicts(sweep_data, real30, tmp_path):
     """The recommended int8 variant becomes a version of its own; predict runs it (ONNX Runtime)."""
     from ecg_sweep.compression import compress_run
+    from ecg_sweep.config import CompressConfig
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = SweepConfig(
@@ -304,7 +234,7 @@ def test_compressed_variant_registered_and_predicts(sweep_data, real30, tmp_path
     )  # fmt: skip
     out = optimize(cfg, sweep_data)
     report = compress_run(
-        out.tracker, out.best_run_id, sweep_data, methods=["onnx_int8"], threads=1
+        out.tracker, out.best_run_id, sweep_data, CompressConfig(methods=("onnx_int8",), threads=1)
     )
     assert report.recommended == "onnx_int8", report.table()
     fold = fold_fingerprint(sweep_data.test.ecg_ids, str(sweep_data.root), sweep_data.config.task)

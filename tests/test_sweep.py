@@ -181,7 +181,7 @@ def test_parallel_trials_in_threads(sweep_data, tmp_path):
 
 def test_fixed_trial_rebuilds_best_model(sweep_data, tmp_path):
     from ecg_sweep.models import SpaceContext, get_model_spec
-    from ecg_sweep.models._space import apply_overrides
+    from ecg_sweep.models.space import apply_overrides
 
     out = optimize(sweep_cfg(tmp_path, n_trials=2, max_epochs=1), sweep_data)
     spec = get_model_spec("vit")

@@ -1,42 +1,34 @@
-"""Shared CLI pieces: common options, progress bars, output helpers."""
+"""What several commands share besides options: consoles, progress, data preparation, ``--set``
+parsing, the compression table. Command modules import this, never each other."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+__all__ = [
+    "console",
+    "out",
+    "progress_bar",
+    "path_or_none",
+    "prepare_data",
+    "parse_set_options",
+    "print_compression_report",
+    "compress_and_report",
+]
 
 console = Console(
     stderr=True, soft_wrap=True, highlight=False
 )  # status and progress go to stderr; results to stdout
 out = Console(highlight=False, soft_wrap=True)
-
-DATA_ENV = "ECG_SWEEP_DATA"
-
-DataDirOpt = typer.Option(
-    None, "--data-dir", envvar=DATA_ENV, help="PTB-XL root folder (env ECG_SWEEP_DATA)."
-)
-CacheDirOpt = typer.Option(
-    None,
-    "--cache-dir",
-    envvar="ECG_SWEEP_CACHE",
-    help="Decoded-signal cache folder (default ~/.cache/ecg-sweep; env ECG_SWEEP_CACHE).",
-)
-SamplingRateOpt = typer.Option(100, "--sampling-rate", help="100 or 500 Hz records.")
-TaskOpt = typer.Option(
-    "superdiagnostic",
-    "--task",
-    help="Label task: superdiagnostic, subdiagnostic, diagnostic, form, rhythm.",
-)
-OnBadOpt = typer.Option(
-    "error", "--on-bad-record", help="error: stop at a bad record; skip: drop bad records."
-)
-WorkersOpt = typer.Option(None, "--workers", help="Decode processes (default: all cores).")
 
 
 @contextlib.contextmanager
@@ -61,3 +53,152 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 def path_or_none(p: Path | None) -> Path | None:
     return Path(p).expanduser() if p else None
+
+
+def prepare_data(
+    data_dir: Path | None,
+    cache_dir: Path | None,
+    sampling_rate: int,
+    task: str,
+    on_bad_record: str,
+):
+    """Build the DataConfig from CLI options and prepare the dataset once, with a progress bar."""
+    from ecg_sweep.config import DataConfig
+    from ecg_sweep.data.dataset import prepare
+
+    cfg = DataConfig(
+        root=path_or_none(data_dir),
+        sampling_rate=sampling_rate,
+        task=task,
+        cache_dir=path_or_none(cache_dir),
+        on_bad_record=on_bad_record,
+    )
+    with progress_bar("decoding records (once; cached)") as progress:
+        data = prepare(cfg, progress)
+    console.print(
+        f"data: {data.root} @ {data.sampling_rate} Hz, train {len(data.train)} / val "
+        f"{len(data.val)} / test {len(data.test)}, classes {', '.join(data.classes)}"
+    )
+    return data
+
+
+def _coerce(key: str, text: str, like: Any) -> Any:
+    from ecg_sweep.errors import ConfigError
+
+    try:
+        if isinstance(like, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"--set {key}={text}: expected a {type(like).__name__}") from None
+    return text
+
+
+def parse_set_options(model: str, items: list[str]) -> dict[str, Any]:
+    """``["lr=3e-4", "depth=4"]`` -> typed dict, typed like each key's default; unknown keys fail."""
+    from ecg_sweep.config import TrainConfig
+    from ecg_sweep.errors import ConfigError
+    from ecg_sweep.models import get_model_spec
+
+    spec = get_model_spec(model)
+    known = {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **spec.defaults}
+    known.update(spec.train_defaults)
+    out_: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        if key not in known:
+            raise ConfigError(
+                f"--set {key}: not a parameter of model {model!r} or of training; valid: "
+                f"{', '.join(sorted(known))}"
+            )
+        out_[key] = _coerce(key, value.strip(), known[key])
+    return out_
+
+
+def _fmt(value: float, spec: str) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:{spec}}"
+    )
+
+
+def print_compression_report(report) -> None:
+    """The summary table on stdout, then the recommended variant and where everything is.
+
+    A wide terminal gets a rich table; pipes, logs and narrow terminals the markdown table
+    (rich would squeeze 14 columns into 80 characters of ellipses).
+    """
+    from rich.table import Table
+
+    from ecg_sweep.compression import MAX_AUC_DROP
+
+    if not (out.is_terminal and out.width >= 150):
+        out.print(report.to_markdown(), markup=False, highlight=False)
+        _print_footer(report, MAX_AUC_DROP)
+        return
+    t = report.table()
+    table = Table(
+        title=f"compression of {report.model} (trial run {report.best_run_id}, "
+        f"{report.config.threads} threads)",
+        title_justify="left",
+    )
+    cols = [
+        ("method", "method", "s"),
+        ("size MB", "size_MB", ".3f"),
+        ("size x", "size_ratio", ".3f"),
+        ("params M", "params_M", ".3f"),
+        ("nonzero", "nonzero", ".2f"),
+        ("p50 bs1 ms", "p50_bs1_ms", ".2f"),
+        ("p95 bs1 ms", "p95_bs1_ms", ".2f"),
+        ("p50 bs32 ms", "p50_bs32_ms", ".1f"),
+        ("speedup", "speedup_bs1", ".2f"),
+        ("test AUROC", "test_auc", ".4f"),
+        ("Δ AUROC", "test_auc_delta", "+.4f"),
+        ("test F1", "test_f1", ".4f"),
+        ("Δ F1", "test_f1_delta", "+.4f"),
+    ]
+    for header, _, _ in cols:
+        table.add_column(header, justify="left" if header == "method" else "right")
+    table.add_column("note")
+    for _, r in t.iterrows():
+        if r["status"] != "ok":
+            table.add_row(r["method"], *["-"] * (len(cols) - 1), f"{r['status']}: {r['note']}")
+            continue
+        table.add_row(*[_fmt(r[key], spec) for _, key, spec in cols], r["runtime"])
+    out.print(table)
+    _print_footer(report, MAX_AUC_DROP)
+
+
+def _print_footer(report, max_drop: float) -> None:
+    from ecg_sweep.tracking.contract import COMPRESSION_DIR, compression_run_name
+
+    out.print(
+        f"recommended int8 variant (fastest within {max_drop} validation AUROC of fp32): "
+        f"{report.recommended or 'none'}"
+    )
+    out.print(
+        f"summary: artifacts {COMPRESSION_DIR}/summary.md, summary.csv, tradeoff.png of run "
+        f"{report.best_run_id}; one nested run {compression_run_name('<method>')} per method"
+    )
+
+
+def compress_and_report(tracker, best_run_id: str, data, config=None):
+    """Compress ``best_run_id`` (every method unless ``config`` says otherwise), print the
+    table, return the report. ``ecg-sweep compress`` and ``optimize`` (unless --no-compress)."""
+    from ecg_sweep.compression import compress_run
+
+    console.print(f"compressing the model of run {best_run_id} ...")
+    report = compress_run(tracker, best_run_id, data, config)
+    print_compression_report(report)
+    return report

@@ -1,4 +1,10 @@
-"""The ``ecg-sweep`` command line: thin Typer commands over the library."""
+"""The ``ecg-sweep`` command line: thin Typer commands over the library.
+
+Every command is registered here and only here. Command modules (``*_cmd.py``) never import each
+other (an import-linter contract); what they share is in ``options.py`` and ``_common.py``.
+Their heavy imports (torch, mlflow, optuna) happen inside the commands, so ``--help`` and the
+``data`` commands start fast.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,15 @@ import sys
 
 import typer
 
-from ecg_sweep.cli import data as data_cli
+from ecg_sweep.cli import (
+    compare_cmd,
+    compress_cmd,
+    data_cmd,
+    optimize_cmd,
+    registry_cmd,
+    train_cmd,
+    ui_cmd,
+)
 from ecg_sweep.errors import EcgSweepError
 
 app = typer.Typer(
@@ -17,7 +31,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(data_cli.app, name="data")
+app.add_typer(data_cmd.app, name="data")
+app.command("models")(train_cmd.models_cmd)
+app.command("train")(train_cmd.train_cmd)
+app.command("optimize")(optimize_cmd.optimize_cmd)
+app.command("compress")(compress_cmd.compress_cmd)
+app.command("compare")(compare_cmd.compare_cmd)
+app.command("promote")(registry_cmd.promote_cmd)
+app.command("predict")(registry_cmd.predict_cmd)
+app.command("ui")(ui_cmd.ui_cmd)
 
 _state = {"debug": False}
 
@@ -41,16 +63,8 @@ def _root(
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
-def _register_commands() -> None:
-    # Imported here so `ecg-sweep data ...` does not pay for torch/mlflow imports it never uses.
-    from ecg_sweep.cli import commands
-
-    commands.register(app)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2."""
-    _register_commands()
     try:
         app(args=argv, prog_name="ecg-sweep")
     except EcgSweepError as e:

@@ -1,4 +1,4 @@
-"""Pruning methods: the seed's unstructured L1 masks (an honest ablation) and structured pruning.
+"""Pruning methods: the reference configuration's unstructured L1 masks (an honest ablation) and structured pruning.
 
 ``torch.nn.utils.prune`` only zeroes weights: the tensors keep their shape, so the shipped file
 and the dense kernels that run it are unchanged (measured: no size or latency gain). Structured
@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as nn_prune
 
-from ecg_sweep.compression._registry import BuildContext, Variant, float_copy, register_method
-from ecg_sweep.compression.benchmark import count_weights, torch_variant
+from ecg_sweep.compression.baseline import torch_variant
+from ecg_sweep.compression.measure import count_weights
+from ecg_sweep.compression.methods import BuildContext, Variant, float_copy, register_method
 from ecg_sweep.engine import fit
 from ecg_sweep.models import ECGClassifier
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @register_method(
     "prune_l1_unstructured",
-    "seed's ablation: torch.nn.utils.prune L1 masks on conv/linear weights, made permanent",
+    "reference ablation: torch.nn.utils.prune L1 masks on conv/linear weights, made permanent",
 )
 def prune_l1_unstructured(model: ECGClassifier, ctx: BuildContext) -> Variant:
     amount = ctx.config.prune_amount

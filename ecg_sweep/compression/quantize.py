@@ -1,7 +1,7 @@
 """torch.ao int8 quantization: dynamic (Linear), FX post-training static, FX QAT through fit().
 
 ``torch.ao.quantization`` is deprecated (PT2E moved to torchao) but still ships with torch 2.14
-and is what the seed measured; these methods are kept as honest ablations next to the ONNX
+and is what the reference configuration used; these methods are kept as honest ablations next to the ONNX
 Runtime path. FX static/QAT cannot trace the input adapter (its resampling branch depends on the
 input length), so they quantize the backbone and keep the adapter in float in front of it: the
 shipped module still takes raw (B, 12, T) millivolts.
@@ -16,15 +16,15 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ecg_sweep.compression._registry import (
+from ecg_sweep.compression.baseline import torch_variant, traced_variant
+from ecg_sweep.compression.methods import (
     BuildContext,
-    CompressConfig,
     Variant,
     float_copy,
     linear_share,
     register_method,
 )
-from ecg_sweep.compression.benchmark import torch_variant, traced_variant
+from ecg_sweep.config import CompressConfig
 from ecg_sweep.engine import fit
 from ecg_sweep.models import ECGClassifier
 

@@ -32,7 +32,14 @@ from ecg_sweep.data.ptbxl import DATABASE_CSV, LEADS, RECORD_SECONDS, STATEMENTS
 from ecg_sweep.data.records import RecordError, read_record
 from ecg_sweep.errors import DataError
 
-__all__ = ["SignalCache", "BadRecord", "default_cache_dir", "load_signals", "fingerprint"]
+__all__ = [
+    "SignalCache",
+    "BadRecord",
+    "default_cache_dir",
+    "load_signals",
+    "fingerprint",
+    "scan_records",
+]
 
 CACHE_ENV = "ECG_SWEEP_CACHE"
 _FORMAT_VERSION = 1

@@ -10,13 +10,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ecg_sweep.config import DataConfig
 from ecg_sweep.data.cache import BadRecord, load_signals
 from ecg_sweep.data.ptbxl import SAMPLING_RATES, binarize, load_metadata
 from ecg_sweep.errors import DataError
+
+if TYPE_CHECKING:  # config sits above data in the layers; data only reads its fields
+    from ecg_sweep.config import DataConfig
 
 __all__ = ["Split", "Standardizer", "PreparedData", "prepare"]
 

@@ -32,8 +32,11 @@ __all__ = [
     "REQUIRED_STATEMENT_COLUMNS",
     "Metadata",
     "load_metadata",
+    "load_statements",
     "task_classes",
     "record_path",
+    "class_counts",
+    "binarize",
 ]
 
 log = logging.getLogger(__name__)

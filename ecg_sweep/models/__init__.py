@@ -1,16 +1,30 @@
-"""Model zoo: a registry of timm families, each with its factory, search space and input spec."""
+"""Model zoo: a registry of timm families, each with its factory, search space and input spec.
 
+Importing this package imports every family module, which registers it (timm's pattern: the
+registry in ``_registry.py`` never imports a family).
+"""
+
+from ecg_sweep.models import convnext, deit, efficientnetv2, vit  # noqa: F401  (registers them)
 from ecg_sweep.models._classifier import (
+    INFO_KEY,
     ECGClassifier,
     ModelInfo,
     build_model,
     load_checkpoint,
+    model_info,
     save_checkpoint,
 )
 from ecg_sweep.models._input import REPRESENTATIONS, InputAdapter, InputSpec
-from ecg_sweep.models._registry import ModelSpec, SpaceContext, get_model_spec, list_models
+from ecg_sweep.models._registry import (
+    ModelSpec,
+    SpaceContext,
+    get_model_spec,
+    list_models,
+    make_train_config,
+)
 
 __all__ = [
+    "INFO_KEY",
     "ECGClassifier",
     "InputAdapter",
     "InputSpec",
@@ -22,5 +36,7 @@ __all__ = [
     "get_model_spec",
     "list_models",
     "load_checkpoint",
+    "make_train_config",
+    "model_info",
     "save_checkpoint",
 ]

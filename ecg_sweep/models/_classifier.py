@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -17,9 +18,24 @@ from ecg_sweep.errors import ConfigError
 from ecg_sweep.models._input import InputAdapter
 from ecg_sweep.models._registry import SpaceContext, get_model_spec
 
-__all__ = ["ModelInfo", "ECGClassifier", "build_model", "save_checkpoint", "load_checkpoint"]
+if TYPE_CHECKING:
+    from ecg_sweep.data.dataset import PreparedData
+
+__all__ = [
+    "INFO_KEY",
+    "ModelInfo",
+    "ECGClassifier",
+    "build_model",
+    "model_info",
+    "save_checkpoint",
+    "load_checkpoint",
+]
 
 log = logging.getLogger(__name__)
+
+# Key of the ModelInfo wherever it travels with a model: checkpoints, the metadata of an ONNX
+# file (``metadata_props``) and of an MLflow model (``MLmodel`` metadata).
+INFO_KEY = "ecg_sweep"
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,34 @@ class ModelInfo:
     @property
     def context(self) -> SpaceContext:
         return SpaceContext(n_leads=self.n_leads, n_samples=self.n_samples)
+
+    def with_thresholds(self, thresholds: Any) -> ModelInfo:
+        """This info with per-class decision thresholds (tuned on validation)."""
+        return dataclasses.replace(self, thresholds=tuple(float(t) for t in thresholds))
+
+
+def model_info(
+    model: str, params: Mapping[str, Any], data: PreparedData, **extra: Any
+) -> ModelInfo:
+    """What a model trained on ``data`` with ``params`` needs to be rebuilt and fed records.
+
+    ``params`` are completed with the family's defaults, reduced to those that apply (e.g. no
+    image geometry for the signal input) and validated against the data's geometry.
+    """
+    spec = get_model_spec(model)
+    full = spec.params(**dict(params))
+    info = ModelInfo(
+        model=model,
+        params=spec.active_params(full),
+        classes=data.classes,
+        sampling_rate=data.sampling_rate,
+        n_leads=data.n_leads,
+        n_samples=data.n_samples,
+        standardizer=data.standardizer.as_dict(),
+        extra=dict(extra),
+    )
+    spec.validate(full, info.context)
+    return info
 
 
 class ECGClassifier(nn.Module):

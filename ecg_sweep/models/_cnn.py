@@ -1,4 +1,5 @@
-"""Shared shape of the CNN families (efficientnetv2, convnext)."""
+"""Shared shape of the CNN families (efficientnetv2, convnext): input geometry, space,
+validation, the 1-D conversion and one ``register_cnn`` for both."""
 
 from __future__ import annotations
 
@@ -8,21 +9,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from ecg_sweep.models._common import (
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.models._input import InputSpec, check_repr, image_dims
+from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
+from ecg_sweep.models.space import (
     IMAGE_ONLY,
     SIGNAL_ONLY,
     TRAIN_DIMS,
+    Categorical,
     Condition,
-    cnn_input_spec,
-    image_dims,
+    Dim,
+    Float,
+    SearchSpace,
+    TrialLike,
     sample_space,
-    validate_cnn,
 )
-from ecg_sweep.models._input import InputSpec
-from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
-from ecg_sweep.models._space import Categorical, Dim, Float, SearchSpace, TrialLike
 
-# Defaults shared by both CNN families: the ECG-native folded input and the seed's image.
+__all__ = [
+    "CNN_CONDITIONS",
+    "CNN_INPUT_DEFAULTS",
+    "cnn_input_dims",
+    "cnn_input_spec",
+    "cnn_regularization_dims",
+    "common_kwargs",
+    "finish_cnn",
+    "parse_depths",
+    "register_cnn",
+    "to_1d",
+    "validate_cnn",
+]
+
+# Defaults shared by both CNN families: the ECG-native 1-D input and the reference image.
 CNN_INPUT_DEFAULTS: dict[str, Any] = {
     "input_repr": "signal",
     "signal_layout": "1d",
@@ -55,6 +72,36 @@ def cnn_input_dims(ctx: SpaceContext) -> dict[str, Dim]:
 
 def cnn_regularization_dims() -> dict[str, Dim]:
     return {"dropout": Float(0.0, 0.5), "drop_path": Float(0.0, 0.3), **TRAIN_DIMS}
+
+
+def cnn_input_spec(params: Mapping[str, Any], ctx: SpaceContext) -> InputSpec:
+    check_repr(params)
+    if params["input_repr"] == "image":
+        return InputSpec("image", 3, params["image_height"], params["image_width"], layout="image")
+    if params["signal_layout"] == "1d":
+        return InputSpec("signal", ctx.n_leads, 1, ctx.n_samples, layout="leads_channels")
+    return InputSpec(
+        "signal", ctx.n_leads, params["signal_height"], params["signal_width"], layout="fold"
+    )
+
+
+def validate_cnn(params: Mapping[str, Any], ctx: SpaceContext, min_side: int = 32) -> None:
+    if params.get("input_repr") == "signal" and params.get("signal_layout") not in ("1d", "fold"):
+        raise ConfigError(
+            f"signal_layout must be '1d' or 'fold', not {params.get('signal_layout')!r}"
+        )
+    spec = cnn_input_spec(params, ctx)
+    if spec.layout == "leads_channels":
+        if spec.width < min_side:
+            raise ConfigError(
+                f"records of {spec.width} samples are too short for a 32x-downsampling CNN"
+            )
+        return
+    if min(spec.height, spec.width) < min_side:
+        raise ConfigError(
+            f"input {spec.height}x{spec.width} is too small for a 32x-downsampling CNN; "
+            f"use at least {min_side} on each side"
+        )
 
 
 def parse_depths(value: str | tuple | list, n: int = 4) -> tuple[int, ...]:

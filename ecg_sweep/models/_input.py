@@ -7,15 +7,28 @@ ONNX export and the MLflow signature all see the same (B, 12, T) float32 input.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InputSpec", "InputAdapter", "REPRESENTATIONS", "nearest_multiple"]
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.models.space import Categorical, Dim
 
-# image: the seed's, the 12 x T matrix resized to H x W and copied to 3 channels.
+__all__ = [
+    "InputSpec",
+    "InputAdapter",
+    "REPRESENTATIONS",
+    "check_repr",
+    "image_dims",
+    "nearest_multiple",
+]
+
+# image: the reference configuration's (the original course project's): the 12 x T matrix
+#        resized to H x W and copied to 3 channels.
 # signal: ECG-native. Transformers see 1 x 12 x T with lead-by-time patches. CNNs see the leads
 #         as channels over time, 12 x 1 x T, with their convolutions made time-only (a 1-D CNN
 #         with the family's blocks), or -- the cheaper "fold" layout -- time folded into an
@@ -40,6 +53,19 @@ class InputSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
+
+
+def check_repr(params: Mapping[str, Any]) -> None:
+    if params["input_repr"] not in REPRESENTATIONS:
+        raise ConfigError(f"input_repr must be 'signal' or 'image', not {params['input_repr']!r}")
+
+
+def image_dims() -> dict[str, Dim]:
+    """The image representation's size, searched by every family that offers it."""
+    return {
+        "image_height": Categorical((96, 128, 182)),
+        "image_width": Categorical((128, 256)),
+    }
 
 
 def nearest_multiple(value: int, base: int) -> int:

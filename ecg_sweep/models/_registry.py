@@ -1,18 +1,31 @@
-"""The model registry: name -> ModelSpec(build, suggest, input_spec) (timm ``_registry`` style)."""
+"""The model registry: name -> ModelSpec(build, suggest, input_spec) (timm ``_registry`` style).
+
+Filled by :func:`register_model` when ``ecg_sweep.models`` imports the family modules; this
+module never imports a family (the package ``__init__`` does, as timm's does).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from ecg_sweep.config import TrainConfig
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.models._input import InputSpec
-from ecg_sweep.models._space import Dim, SearchSpace, TrialLike
+from ecg_sweep.models.space import Dim, SearchSpace, TrialLike
 
-__all__ = ["ModelSpec", "SpaceContext", "register_model", "get_model_spec", "list_models"]
+__all__ = [
+    "ModelSpec",
+    "SpaceContext",
+    "register_model",
+    "get_model_spec",
+    "list_models",
+    "make_train_config",
+]
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,9 @@ class ModelSpec:
     - ``suggest(trial, space, ctx) -> dict``: sample a full parameter dict from ``space``;
     - ``input_spec(params, ctx) -> InputSpec``: the representation and geometry of ``params``;
     - ``search_space(ctx) -> dict[str, Dim]``: the default space for this input;
-    - ``defaults``: the seed's configuration; ``presets``: named overrides (``tiny`` for tests);
+    - ``defaults``: the reference configuration (the original course project's settings) or,
+      where the ECG-native input replaced it, the measured default; ``presets``: named
+      overrides (``tiny`` for tests);
     - ``train_defaults``: the family's optimizer, lr and weight decay (TrainConfig fields);
     - ``validate(params, ctx)`` / ``validate_space(space, ctx)``: raise ConfigError for
       impossible parameter combinations.
@@ -92,13 +107,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def _ensure_loaded() -> None:
-    # Importing the family modules fills the registry (once).
-    from ecg_sweep.models import convnext, deit, efficientnetv2, vit  # noqa: F401
-
-
 def get_model_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
     try:
         return _MODELS[name]
     except KeyError:
@@ -106,5 +115,17 @@ def get_model_spec(name: str) -> ModelSpec:
 
 
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_MODELS)
+
+
+def make_train_config(model: str, base: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
+    """The family's optimizer/lr/weight-decay defaults, then ``base``'s explicit (non-default)
+    fields, then ``overrides``."""
+    spec = get_model_spec(model)
+    values = dataclasses.asdict(base or TrainConfig())
+    defaults = dataclasses.asdict(TrainConfig())
+    for k, v in spec.train_defaults.items():
+        if base is None or values[k] == defaults[k]:
+            values[k] = v
+    values.update(overrides)
+    return TrainConfig(**values)

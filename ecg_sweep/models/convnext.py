@@ -1,9 +1,9 @@
 """ConvNeXt (timm), stage depths, width and kernel searchable.
 
-Seed configuration: ConvNeXt-T, stages [3, 3, 9, 3], 96 channels, 7x7 depthwise, dropout 0.2,
-AdamW lr 4e-3, weight decay 0.05. The seed's ConvNeXt learned nothing (it matched "NORM for
-everyone"); the shared engine's warm-up + cosine schedule and the ECG-native input fix that, and a
-test keeps it fixed.
+Reference configuration (the original course project's): ConvNeXt-T, stages [3, 3, 9, 3],
+96 channels, 7x7 depthwise, dropout 0.2, AdamW lr 4e-3, weight decay 0.05. The reference
+ConvNeXt learned nothing (it matched "NORM for everyone"); the shared engine's warm-up + cosine
+schedule and the ECG-native input fix that, and a test keeps it fixed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ecg_sweep.models._cnn import (
 )
 from ecg_sweep.models._input import InputSpec
 from ecg_sweep.models._registry import SpaceContext
-from ecg_sweep.models._space import Categorical, Dim
+from ecg_sweep.models.space import Categorical, Dim
 
 DEFAULTS: dict[str, Any] = {
     **CNN_INPUT_DEFAULTS,

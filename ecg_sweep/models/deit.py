@@ -1,7 +1,7 @@
 """DeiT: timm VisionTransformerDistilled (class token + distillation token, two heads).
 
-Seed configuration: DeiT-tiny distilled, patch 16, embed 192, depth 12, 3 heads, dropout 0.2.
-In training the backbone returns (class logits, distillation logits); in eval their mean.
+Reference configuration (the original course project's): DeiT-tiny distilled, patch 16,
+embed 192, depth 12, 3 heads, dropout 0.2. In training the backbone returns (class logits, distillation logits); in eval their mean.
 ``distill_alpha`` and ``distill_temperature`` are TrainConfig fields, searched only when a
 teacher is given.
 """
@@ -13,17 +13,18 @@ from typing import Any
 from timm.models.deit import VisionTransformerDistilled
 from torch import nn
 
-from ecg_sweep.models._common import (
-    sample_space,
+from ecg_sweep.models._input import InputSpec
+from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
+from ecg_sweep.models._transformer import (
+    TRANSFORMER_CONDITIONS,
     transformer_input_spec,
+    transformer_kwargs,
     transformer_patch,
+    transformer_space,
     validate_transformer,
     validate_transformer_space,
 )
-from ecg_sweep.models._input import InputSpec
-from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
-from ecg_sweep.models._space import Dim, Float, SearchSpace, TrialLike
-from ecg_sweep.models.vit import CONDITIONS, transformer_kwargs, transformer_space
+from ecg_sweep.models.space import Dim, Float, SearchSpace, TrialLike, sample_space
 
 DEFAULTS: dict[str, Any] = {
     "input_repr": "signal",
@@ -59,7 +60,7 @@ def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: 
 
 
 def suggest(trial: TrialLike, space: SearchSpace, ctx: SpaceContext) -> dict[str, Any]:
-    params = sample_space(trial, space, DEFAULTS, CONDITIONS)
+    params = sample_space(trial, space, DEFAULTS, TRANSFORMER_CONDITIONS)
     if not ctx.has_teacher:
         # Without a teacher the distillation knobs mean nothing: never sample or log them.
         params.pop("distill_alpha", None)
@@ -78,7 +79,7 @@ SPEC = register_model(
         defaults=DEFAULTS,
         train_defaults=TRAIN_DEFAULTS,
         presets={"tiny": TINY},
-        conditions=CONDITIONS,
+        conditions=TRANSFORMER_CONDITIONS,
         validate=validate_transformer,
         validate_space=validate_transformer_space,
         distilled=True,

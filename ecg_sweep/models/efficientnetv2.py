@@ -1,8 +1,9 @@
 """EfficientNetV2 (timm ``efficientnetv2_s`` and relatives), width/depth multipliers searchable.
 
-Seed configuration: EfficientNetV2-S, stochastic depth 0.2, dropout 0.2, Adam lr 1e-3. We build
-timm's PyTorch-padding variant (``efficientnetv2_s``), same architecture as ``tf_efficientnetv2_s``
-minus TF "same" padding, which breaks FX quantization and costs an extra pad op on export.
+Reference configuration (the original course project's): EfficientNetV2-S, stochastic depth
+0.2, dropout 0.2, Adam lr 1e-3. We build timm's PyTorch-padding variant (``efficientnetv2_s``),
+the same architecture as ``tf_efficientnetv2_s`` minus TF "same" padding, which breaks FX
+quantization and costs an extra pad op on export.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ecg_sweep.models._cnn import (
 )
 from ecg_sweep.models._input import InputSpec
 from ecg_sweep.models._registry import SpaceContext
-from ecg_sweep.models._space import Categorical, Dim
+from ecg_sweep.models.space import Categorical, Dim
 
 VARIANTS = ("efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_rw_t", "efficientnetv2_rw_s")
 

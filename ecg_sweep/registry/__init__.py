@@ -1,26 +1,24 @@
-"""Model registry (aliases, promotion gate) and prediction with registered models."""
+"""The MLflow model registry side: register a study's winners, promote with a gate, predict.
 
-from ecg_sweep.registry._registry import (
-    CHALLENGER,
-    CHAMPION,
+- :mod:`~ecg_sweep.registry.versions`: registered versions, aliases, the promotion gate;
+- :mod:`~ecg_sweep.registry.predict`: classify WFDB records with any logged model.
+"""
+
+from ecg_sweep.registry.predict import Prediction, predict_records
+from ecg_sweep.registry.versions import (
     RegisteredVersion,
     fold_fingerprint,
     promote,
     register_study_best,
-    registered_name,
     run_model_uri,
 )
-from ecg_sweep.registry.predict import Prediction, predict_records
 
 __all__ = [
-    "CHALLENGER",
-    "CHAMPION",
     "Prediction",
     "RegisteredVersion",
+    "fold_fingerprint",
     "predict_records",
     "promote",
     "register_study_best",
-    "registered_name",
     "run_model_uri",
-    "fold_fingerprint",
 ]

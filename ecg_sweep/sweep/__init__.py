@@ -1,8 +1,14 @@
-"""Optuna studies with MLflow tracking: ``optimize()`` and the sampler/pruner registries."""
+"""Optuna studies with MLflow tracking: ``optimize()`` and the sampler/pruner registries.
 
-from ecg_sweep.sweep._optimize import SweepOutcome, build_space, optimize, study_summary
+- :mod:`~ecg_sweep.sweep.study`: samplers and pruners by name, the storage, the study lock;
+- :mod:`~ecg_sweep.sweep.objective`: one trial (sample, build, fit with pruning, log);
+- :mod:`~ecg_sweep.sweep.runs`: the MLflow view of a study (study run, trial runs, summary);
+- :mod:`~ecg_sweep.sweep.optimization`: ``optimize()``, one invocation of a shared study.
+"""
+
 from ecg_sweep.sweep.objective import Reporter
-from ecg_sweep.sweep.study import DEFAULT_STORAGE, PRUNERS, SAMPLERS
+from ecg_sweep.sweep.optimization import SweepOutcome, build_space, optimize, study_summary
+from ecg_sweep.sweep.study import DEFAULT_STORAGE, PRUNERS, SAMPLERS, make_pruner, make_sampler
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -11,6 +17,8 @@ __all__ = [
     "Reporter",
     "SweepOutcome",
     "build_space",
+    "make_pruner",
+    "make_sampler",
     "optimize",
     "study_summary",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import threading
@@ -14,20 +15,24 @@ from typing import Any
 import optuna
 from torch import nn
 
-from ecg_sweep.config import SweepConfig, TrainConfig
+from ecg_sweep.config import SweepConfig, TrainConfig, split_params
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import FitTimeout, fit, seed_everything
-from ecg_sweep.models import ModelSpec, SpaceContext, build_model
-from ecg_sweep.models._space import SearchSpace
-from ecg_sweep.sweep.tracking import RUN_ATTR, end_trial_run, trial_tags
-from ecg_sweep.tracking import Tracker
-from ecg_sweep.training import make_train_config, model_info, run_params, split_params
+from ecg_sweep.models import ModelSpec, SpaceContext, build_model, make_train_config, model_info
+from ecg_sweep.models.space import SearchSpace
+from ecg_sweep.sweep.runs import RUN_ATTR, end_trial_run, mark_stale_trial, trial_tags
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
+    STOP_REASON_TAG,
+    trial_run_name,
+)
+from ecg_sweep.tracking.training_run import run_params
 
-__all__ = ["Objective", "Reporter", "trial_train_config"]
+__all__ = ["Objective", "Reporter", "stale_trial_callback", "trial_train_config"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_ARTIFACT = "checkpoint"
 
 
 class Reporter:
@@ -79,11 +84,12 @@ class Objective:
         model_params, _ = split_params(
             {**self.spec.params(self.cfg.preset), **fixed_model, **sampled}
         )
-        train_cfg = trial_train_config(self.cfg, sampled, trial.number)
-        train_cfg = TrainConfig(**{**train_cfg.__dict__, "device": self.device})
+        train_cfg = dataclasses.replace(
+            trial_train_config(self.cfg, sampled, trial.number), device=self.device
+        )
         info = model_info(self.cfg.model, model_params, self.data)
         run_id = self.tracker.start_run(
-            f"trial-{trial.number:04d}",
+            trial_run_name(trial.number),
             tags=trial_tags(trial.study, trial.number, self.cfg.model),
             parent_run_id=self.study_run_id,
         )
@@ -129,7 +135,7 @@ class Objective:
                 )
 
         with tempfile.TemporaryDirectory(prefix="ecg-sweep-trial-") as d:
-            ckpt = Path(d) / "best.pt"
+            ckpt = Path(d) / CHECKPOINT_FILE
             t0 = time.monotonic()
             try:
                 result = fit(
@@ -157,18 +163,16 @@ class Objective:
                     "train_samples_per_s": result.train_samples_per_s,
                 },
             )
-            self.tracker.set_tags(run_id, {"ecg_sweep.stop_reason": result.stop_reason})
+            self.tracker.set_tags(run_id, {STOP_REASON_TAG: result.stop_reason})
             # Every completed trial keeps its best weights (cheap: a file copy); the study's
             # best is re-loaded from here to be evaluated on the test fold and logged as a model.
-            self.tracker.log_artifact(run_id, ckpt, CHECKPOINT_ARTIFACT)
+            self.tracker.log_artifact(run_id, ckpt, CHECKPOINT_DIR)
         return result.best_val_macro_auc
 
 
 def stale_trial_callback(tracker_factory: Callable[[], Tracker | None], max_retry: int):
     """Heartbeat-stale trial (dead worker): close its MLflow run, then retry its params."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    from ecg_sweep.sweep.tracking import mark_stale_trial
 
     retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 

@@ -19,7 +19,7 @@ import optuna
 
 from ecg_sweep._locks import file_lock
 from ecg_sweep.errors import ConfigError, StorageError
-from ecg_sweep.tracking import mask_url
+from ecg_sweep.tracking.client import mask_url
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -29,6 +29,7 @@ __all__ = [
     "make_pruner",
     "make_storage",
     "study_lock",
+    "worker_token",
 ]
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ changes; :func:`apply_overrides` validates such a file and names the offending k
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,8 +23,14 @@ __all__ = [
     "Fixed",
     "SearchSpace",
     "TrialLike",
+    "Condition",
+    "IMAGE_ONLY",
+    "SIGNAL_ONLY",
+    "TRAIN_DIMS",
     "apply_overrides",
     "load_space_file",
+    "sample_space",
+    "select_model_section",
     "space_to_dict",
 ]
 
@@ -260,5 +266,36 @@ def select_model_section(data: Mapping[str, Any], model: str, models: tuple[str,
     return {k: v for k, v in data.items() if k not in models}
 
 
-def with_bounds(dim: Dim, **changes: Any) -> Dim:
-    return replace(dim, **changes)
+# --- sampling a space --------------------------------------------------------------------------
+
+# Names of the parameters that configure training rather than the network (TrainConfig fields).
+TRAIN_DIMS: dict[str, Dim] = {
+    "lr": Float(1e-4, 5e-3, log=True),
+    "weight_decay": Float(1e-4, 0.1, log=True),
+    "batch_size": Categorical((32, 64, 128)),
+}
+
+# A parameter is active when its condition on the already-sampled params holds.
+Condition = Callable[[Mapping[str, Any]], bool]
+IMAGE_ONLY: Condition = lambda p: p.get("input_repr") == "image"  # noqa: E731
+SIGNAL_ONLY: Condition = lambda p: p.get("input_repr", "signal") == "signal"  # noqa: E731
+
+
+def sample_space(
+    trial: TrialLike,
+    space: SearchSpace,
+    defaults: Mapping[str, Any],
+    conditions: Mapping[str, Condition],
+) -> dict[str, Any]:
+    """Sample every active dim of ``space`` in order and return only the sampled values.
+
+    Conditions see the defaults overlaid with what was sampled so far, so order matters:
+    ``input_repr`` is sampled before the geometry that depends on it.
+    """
+    seen = dict(defaults)
+    sampled: dict[str, Any] = {}
+    for name, dim in space.items():
+        cond = conditions.get(name)
+        if cond is None or cond(seen):
+            sampled[name] = seen[name] = dim.sample(trial, name)
+    return sampled

@@ -14,39 +14,50 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ecg_sweep.compression._registry import (
-    BuildContext,
-    CompressConfig,
-    Method,
-    Variant,
-    resolve_methods,
-)
-from ecg_sweep.compression.benchmark import file_size, measure_latency, torch_threads
-from ecg_sweep.config import TRAIN_FIELDS, TrainConfig
+from ecg_sweep.compression.measure import file_size, measure_latency, torch_threads
+from ecg_sweep.compression.methods import BuildContext, Method, Variant, resolve_methods
+from ecg_sweep.config import TRAIN_FIELDS, CompressConfig, TrainConfig
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import predict_proba, resolve_device, seed_everything
 from ecg_sweep.errors import ConfigError, TrackingError
 from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
-from ecg_sweep.models import ECGClassifier, ModelInfo
-from ecg_sweep.tracking import KIND_TAG, RECOMMENDED_TAG, Tracker
+from ecg_sweep.models import ECGClassifier, ModelInfo, load_checkpoint, make_train_config
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    CHECKPOINT_ARTIFACT,
+    COMPRESSION_METHODS_TAG,
+    COMPRESSION_SUMMARY_CSV,
+    COMPRESSION_SUMMARY_MD,
+    COMPRESSION_TRADEOFF_PLOT,
+    ERROR_TAG,
+    KIND_COMPRESSION,
+    KIND_TAG,
+    METHOD_TAG,
+    MODEL_TAG,
+    MODEL_URI_TAG,
+    NOTE_TAG,
+    RECOMMENDED_TAG,
+    SKIPPED_TAG,
+    compression_run_name,
+)
+from ecg_sweep.tracking.model_store import (
+    download_checkpoint,
+    has_checkpoint,
+    log_model,
+    log_thresholds,
+)
 
-__all__ = ["CompressionRow", "CompressionReport", "compress_run", "METHOD_TAG", "SKIPPED_TAG"]
+__all__ = ["MAX_AUC_DROP", "CompressionRow", "CompressionReport", "compress_run"]
 
 log = logging.getLogger(__name__)
 
-METHOD_TAG = "ecg_sweep.method"
-SKIPPED_TAG = "ecg_sweep.skipped_reason"
-ERROR_TAG = "ecg_sweep.error"
-SUMMARY_DIR = "compression"
 MAX_AUC_DROP = 0.01  # a recommended int8 variant loses at most this much validation AUROC
 
 
@@ -129,17 +140,12 @@ def _get_run(tracker: Tracker, run_id: str):
 
 
 def _load_trial_model(tracker: Tracker, run_id: str, dest: str) -> ECGClassifier:
-    from ecg_sweep.models import load_checkpoint
-    from ecg_sweep.sweep._optimize import best_checkpoint
-    from ecg_sweep.sweep.objective import CHECKPOINT_ARTIFACT
-
-    names = {a.path for a in tracker.client.list_artifacts(run_id, CHECKPOINT_ARTIFACT)}
-    if f"{CHECKPOINT_ARTIFACT}/best.pt" not in names:
+    if not has_checkpoint(tracker, run_id):
         raise ConfigError(
-            f"run {run_id} has no {CHECKPOINT_ARTIFACT}/best.pt artifact: only completed trials "
+            f"run {run_id} has no {CHECKPOINT_ARTIFACT} artifact: only completed trials "
             "of `ecg-sweep optimize` keep their weights"
         )
-    return load_checkpoint(best_checkpoint(tracker, run_id, dest)).eval()
+    return load_checkpoint(download_checkpoint(tracker, run_id, dest)).eval()
 
 
 def _check_data(info: ModelInfo, data: PreparedData) -> None:
@@ -158,8 +164,6 @@ def _check_data(info: ModelInfo, data: PreparedData) -> None:
 
 def _finetune_config(run, info: ModelInfo, cfg: CompressConfig) -> TrainConfig:
     """The trial's optimizer settings (its params), ``finetune_epochs`` long, lr scaled down."""
-    from ecg_sweep.training import make_train_config
-
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     logged = {}
     for key in ("lr", "weight_decay", "batch_size", "optimizer", "grad_clip"):
@@ -219,61 +223,6 @@ def _relative(metrics: dict[str, float], base: dict[str, float]) -> dict[str, fl
 
 
 # --- logging ----------------------------------------------------------------------------------
-
-
-def _log_model(tracker: Tracker, run_id: str, variant: Variant, info: ModelInfo, x: np.ndarray):
-    """The deployable artifact as an MLflow model, ModelInfo in its metadata; returns the URI."""
-    import mlflow
-    from mlflow.models import infer_signature
-
-    from ecg_sweep.model_io import INFO_KEY
-
-    example = np.ascontiguousarray(x[:2], dtype=np.float32)
-    signature = infer_signature(example, np.asarray(variant.predict(example)))
-    meta = {INFO_KEY: info.as_dict()}
-    mlflow.set_tracking_uri(tracker.uri)
-    # MLflow warns on every pickled model; pickle is deliberate here (see the comment below).
-    pt_log = logging.getLogger("mlflow.pytorch")
-    level = pt_log.level
-    pt_log.setLevel(logging.ERROR)
-    try:
-        return _log_model_in_run(run_id, variant, signature, meta)
-    finally:
-        pt_log.setLevel(level)
-
-
-def _log_model_in_run(run_id: str, variant: Variant, signature, meta: dict) -> str:
-    import mlflow
-
-    with mlflow.start_run(run_id=run_id):
-        if variant.format == "onnx":
-            import onnx
-            import onnxruntime
-
-            logged = mlflow.onnx.log_model(
-                onnx.load(str(variant.artifact)),
-                name="model",
-                signature=signature,
-                metadata=meta,
-                save_as_external_data=False,
-                pip_requirements=[
-                    f"onnx=={onnx.__version__}",
-                    f"onnxruntime=={onnxruntime.__version__}",
-                ],
-            )
-        else:
-            # pt2 (torch.export) cannot serialize torch.ao-quantized modules: pickle for all
-            # torch variants, so they load back alike (MLflow saves a ScriptModule with
-            # torch.jit.save under the same flag).
-            logged = mlflow.pytorch.log_model(
-                variant.module,
-                name="model",
-                signature=signature,
-                metadata=meta,
-                serialization_format="pickle",
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "timm"],
-            )
-    return logged.model_uri
 
 
 def _tradeoff_figure(report: CompressionReport):
@@ -337,34 +286,23 @@ def compress_run(
     tracker: Tracker,
     best_run_id: str,
     data: PreparedData,
-    device: str = "cpu",
-    methods: Iterable[str] | None = None,
-    threads: int = 2,
-    finetune_epochs: int = 3,
-    calibration_batches: int = 8,
     config: CompressConfig | None = None,
 ) -> CompressionReport:
-    """Compress the model of ``best_run_id`` with ``methods`` (default: all) and measure each.
+    """Compress the model of ``best_run_id`` with ``config.methods`` (default: all), measure each.
 
-    Every method becomes a nested run ``compress-<method>`` under ``best_run_id`` (tags
-    ``ecg_sweep.kind=compression``, ``ecg_sweep.method``), with the metrics of DESIGN.md §4,
-    the method's params, validation-tuned ``thresholds.json`` and the deployable model. ``fp32``
-    (the baseline) and the base of every chained method always run. A method that does not apply
-    ends KILLED with tag ``ecg_sweep.skipped_reason``; one that raises ends FAILED with
-    ``ecg_sweep.error`` and the others go on. ``device`` is where fine-tuning and QAT train;
-    measurement is on the CPU with ``threads`` threads. ``config`` overrides the other knobs.
+    Every method becomes a nested compression run under ``best_run_id`` (names and tags of
+    :mod:`ecg_sweep.tracking.contract`: ``KIND_COMPRESSION``, ``METHOD_TAG``), with the metrics
+    of DESIGN.md §4, the method's params, validation-tuned thresholds and the deployable model.
+    ``fp32`` (the baseline) and the base of every chained method always run. A method that does
+    not apply ends KILLED with its reason (``SKIPPED_TAG``); one that raises ends FAILED with the
+    error (``ERROR_TAG``) and the others go on. ``config.device`` is where fine-tuning and QAT
+    train; measurement is on the CPU with ``config.threads`` threads.
 
     Raises:
         ConfigError: unknown method, a run without checkpoint, data that does not fit the model.
         TrackingError: unknown run id or unreachable tracking store.
     """
-    cfg = config or CompressConfig(
-        methods=tuple(methods) if methods is not None else None,
-        threads=threads,
-        finetune_epochs=finetune_epochs,
-        calibration_batches=calibration_batches,
-        device=device,
-    )
+    cfg = config or CompressConfig()
     chosen = resolve_methods(cfg.methods)
     run = _get_run(tracker, best_run_id)
     with tempfile.TemporaryDirectory(prefix="ecg-sweep-compress-") as tmp:
@@ -398,11 +336,11 @@ def compress_run(
 
 def _start(tracker: Tracker, run, method: Method, info: ModelInfo, cfg: CompressConfig) -> str:
     run_id = tracker.start_run(
-        f"compress-{method.name}",
+        compression_run_name(method.name),
         tags={
-            KIND_TAG: "compression",
+            KIND_TAG: KIND_COMPRESSION,
             METHOD_TAG: method.name,
-            "ecg_sweep.model": info.model,
+            MODEL_TAG: info.model,
         },
         parent_run_id=run.info.run_id,
     )
@@ -513,38 +451,44 @@ def _measure_and_log(
         m = metrics[b.method.name]
         m.update(_relative(m, base))
         b.row.metrics = m
-        info = dataclasses.replace(
-            getattr(b.variant.module, "info", None) or b.variant.float_model.info,
-            thresholds=tuple(float(t) for t in b.thresholds),
-        )
+        info = (
+            getattr(b.variant.module, "info", None) or b.variant.float_model.info
+        ).with_thresholds(b.thresholds)
         info = dataclasses.replace(info, extra={**info.extra, "compression": b.method.name})
         params = {**b.variant.params, "runtime": b.variant.runtime, "format": b.variant.format}
         b.row.params = params
         tracker.log_params(b.row.run_id, params)
         tracker.log_metrics(b.row.run_id, m)
-        tracker.log_dict(
-            b.row.run_id,
-            {"classes": list(data.classes), "thresholds": [float(t) for t in b.thresholds]},
-            "thresholds.json",
-        )
+        log_thresholds(tracker, b.row.run_id, data.classes, b.thresholds)
         if b.variant.notes:
-            tracker.set_tags(b.row.run_id, {"ecg_sweep.note": "; ".join(b.variant.notes)})
-        b.row.model_uri = _log_model(tracker, b.row.run_id, b.variant, info, x32)
-        tracker.set_tags(b.row.run_id, {"ecg_sweep.model_uri": b.row.model_uri})
+            tracker.set_tags(b.row.run_id, {NOTE_TAG: "; ".join(b.variant.notes)})
+        b.row.model_uri = _log_variant(tracker, b.row.run_id, b.variant, info, x32)
+        tracker.set_tags(b.row.run_id, {MODEL_URI_TAG: b.row.model_uri})
         tracker.end_run(b.row.run_id, "FINISHED")
+
+
+def _log_variant(
+    tracker: Tracker, run_id: str, variant: Variant, info: ModelInfo, x: np.ndarray
+) -> str:
+    """The deployable artifact as the run's MLflow model. Torch variants are pickled: pt2
+    (torch.export) cannot serialize torch.ao-quantized modules, and all torch variants should
+    load back alike (MLflow saves a ScriptModule with torch.jit.save under the same flag)."""
+    if variant.format == "onnx":
+        return log_model(tracker, run_id, Path(variant.artifact), info, x)
+    return log_model(tracker, run_id, variant.module, info, x, serialization="pickle")
 
 
 def _log_summary(tracker: Tracker, report: CompressionReport) -> None:
     run_id = report.best_run_id
     table = report.table()
-    tracker.log_text(run_id, table.to_csv(index=False), f"{SUMMARY_DIR}/summary.csv")
-    tracker.log_text(run_id, report.to_markdown() + "\n", f"{SUMMARY_DIR}/summary.md")
+    tracker.log_text(run_id, table.to_csv(index=False), COMPRESSION_SUMMARY_CSV)
+    tracker.log_text(run_id, report.to_markdown() + "\n", COMPRESSION_SUMMARY_MD)
     if (table["status"] == "ok").any():
-        tracker.log_figure(run_id, _tradeoff_figure(report), f"{SUMMARY_DIR}/tradeoff.png")
+        tracker.log_figure(run_id, _tradeoff_figure(report), COMPRESSION_TRADEOFF_PLOT)
     tracker.set_tags(
         run_id,
         {
             RECOMMENDED_TAG: report.recommended or "none",
-            "ecg_sweep.compression.methods": ",".join(r.method for r in report.rows),
+            COMPRESSION_METHODS_TAG: ",".join(r.method for r in report.rows),
         },
     )

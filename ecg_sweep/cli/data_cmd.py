@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ecg_sweep.cli._common import SamplingRateOpt, TaskOpt, WorkersOpt, console, out, progress_bar
+from ecg_sweep.cli._common import console, out, progress_bar
+from ecg_sweep.cli.options import SamplingRate, Task, Workers
+
+__all__ = ["app"]
 
 app = typer.Typer(help="Create, download and check PTB-XL dataset folders.", no_args_is_help=True)
 
 
 @app.command("synth")
 def synth(
-    out_dir: Path = typer.Option(
-        ..., "--out", help="Folder to create (must not exist or be empty)."
-    ),
-    n_records: int = typer.Option(2000, "--n-records", help="Number of records (>= 10)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
-    difficulty: float = typer.Option(
-        0.5, "--difficulty", help="0 = obvious class signatures, 1 = very hard."
-    ),
-    workers: int | None = WorkersOpt,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder to create (must not exist or be empty).")
+    ],
+    n_records: Annotated[
+        int, typer.Option("--n-records", help="Number of records (>= 10).")
+    ] = 2000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")
+    ] = 0,
+    difficulty: Annotated[
+        float, typer.Option("--difficulty", help="0 = obvious class signatures, 1 = very hard.")
+    ] = 0.5,
+    workers: Workers = None,
 ) -> None:
     """Write a synthetic PTB-XL dataset in the real layout (CSVs + WFDB records at 100/500 Hz)."""
     from ecg_sweep.data.synth import synthesize
@@ -46,12 +54,13 @@ def synth(
 
 @app.command("download")
 def download(
-    out_dir: Path = typer.Option(
-        Path("ptb-xl-1.0.3"), "--out", help="Folder to extract PTB-XL 1.0.3 into."
-    ),
-    url: str = typer.Option(
-        None, "--url", help="Override the PhysioNet URL (a mirror of the same zip)."
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder to extract PTB-XL 1.0.3 into.")
+    ] = Path("ptb-xl-1.0.3"),
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Override the PhysioNet URL (a mirror of the same zip)."),
+    ] = None,
 ) -> None:
     """Download PTB-XL 1.0.3 from PhysioNet (resumable), verify every file, extract atomically."""
     from ecg_sweep.data.download import PTBXL_URL, download_ptbxl
@@ -62,11 +71,11 @@ def download(
 
 @app.command("inspect")
 def inspect(
-    root: Path = typer.Argument(..., help="PTB-XL root folder."),
-    sampling_rate: int = SamplingRateOpt,
-    task: str = TaskOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    workers: int | None = WorkersOpt,
+    root: Annotated[Path, typer.Argument(help="PTB-XL root folder.")],
+    sampling_rate: SamplingRate = 100,
+    task: Task = "superdiagnostic",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workers: Workers = None,
 ) -> None:
     """Count records per fold and class and validate every record. Exit 1 if any is bad."""
     from ecg_sweep.data.inspect import inspect_dataset

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,13 +14,20 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from ecg_sweep.config import TRAIN_FIELDS, SweepConfig, TrainConfig
+from ecg_sweep.config import TRAIN_FIELDS, SweepConfig
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import resolve_device
 from ecg_sweep.errors import ConfigError, StorageError
-from ecg_sweep.models import SpaceContext, get_model_spec
-from ecg_sweep.models._space import apply_overrides, space_to_dict
+from ecg_sweep.models import SpaceContext, get_model_spec, load_checkpoint
+from ecg_sweep.models.space import apply_overrides, space_to_dict
 from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback, trial_train_config
+from ecg_sweep.sweep.runs import (
+    RUN_ATTR,
+    attach_study_run,
+    end_trial_run,
+    log_study_summary,
+    previous_best_runs,
+)
 from ecg_sweep.sweep.study import (
     DEFAULT_STORAGE,
     make_pruner,
@@ -27,16 +36,12 @@ from ecg_sweep.sweep.study import (
     study_lock,
     worker_token,
 )
-from ecg_sweep.sweep.tracking import (
-    RUN_ATTR,
-    attach_study_run,
-    log_study_summary,
-    previous_best_runs,
-)
-from ecg_sweep.tracking import Tracker, mask_url
-from ecg_sweep.training import load_teacher, log_final
+from ecg_sweep.tracking.client import Tracker, mask_url
+from ecg_sweep.tracking.contract import BEST_TAG, MODEL_URI_TAG, experiment_name
+from ecg_sweep.tracking.model_store import download_checkpoint, load_teacher
+from ecg_sweep.tracking.training_run import evaluate_and_log
 
-__all__ = ["SweepOutcome", "optimize", "build_space", "best_checkpoint"]
+__all__ = ["SweepOutcome", "optimize", "build_space", "study_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +104,7 @@ def optimize(
     if unknown:
         raise ConfigError(f"--set {unknown[0]}: not a parameter of {cfg.model!r} or of training")
     dev = str(resolve_device(device))
-    tracker = Tracker(cfg.tracking_uri, cfg.resolved_experiment)  # fails fast if unreachable
+    tracker = Tracker(cfg.tracking_uri, experiment_name(cfg.model, cfg.experiment))  # fails fast
     teacher = load_teacher(cfg.teacher, cfg.model)
     storage_url = cfg.storage or DEFAULT_STORAGE
     storage = make_storage(
@@ -212,8 +217,6 @@ def optimize(
 
 def _close_interrupted(tracker: Tracker, study: optuna.Study) -> None:
     """Ctrl-C: Optuna fails the running trial; end its MLflow run too."""
-    from ecg_sweep.sweep.tracking import end_trial_run
-
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
         run_id = t.user_attrs.get(RUN_ATTR)
         if not run_id:
@@ -225,14 +228,6 @@ def _close_interrupted(tracker: Tracker, study: optuna.Study) -> None:
             pass
 
 
-def best_checkpoint(tracker: Tracker, run_id: str, dest: str) -> str:
-    """Download the best weights that a completed trial logged."""
-    from ecg_sweep.sweep.objective import CHECKPOINT_ARTIFACT
-
-    local = tracker.client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACT}/best.pt", dest)
-    return local
-
-
 def finalize(
     cfg: SweepConfig,
     study: optuna.Study,
@@ -242,10 +237,6 @@ def finalize(
     device: str,
 ) -> SweepOutcome:
     """Evaluate the best trial on the test fold once, log its model, summarize the study run."""
-    import tempfile
-
-    from ecg_sweep.models import load_checkpoint
-
     states = [t.state for t in study.trials]
     counts = {
         s.name: states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -258,21 +249,22 @@ def finalize(
     run_id = best.user_attrs[RUN_ATTR]
     with study_lock(cfg.storage, study.study_name):
         run = tracker.get_run(run_id)
-        if run.data.tags.get("ecg_sweep.model_uri"):
+        if run.data.tags.get(MODEL_URI_TAG):
             # Another worker (or an earlier invocation) already evaluated this best trial.
             metrics = {
                 k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "final_val_"))
             }
-            uri = run.data.tags["ecg_sweep.model_uri"]
+            uri = run.data.tags[MODEL_URI_TAG]
         else:
             for old in previous_best_runs(tracker, study_run_id):
-                tracker.set_tags(old, {"ecg_sweep.best": "false"})
+                tracker.set_tags(old, {BEST_TAG: "false"})
             with tempfile.TemporaryDirectory() as d:
-                model = load_checkpoint(best_checkpoint(tracker, run_id, d))
-            eval_cfg = trial_train_config(cfg, best.params, best.number)
-            eval_cfg = TrainConfig(**{**eval_cfg.__dict__, "device": device})
-            metrics, uri = log_final(tracker, run_id, model, data, eval_cfg)
-            tracker.set_tags(run_id, {"ecg_sweep.best": "true", "ecg_sweep.model_uri": uri})
+                model = load_checkpoint(download_checkpoint(tracker, run_id, d))
+            eval_cfg = dataclasses.replace(
+                trial_train_config(cfg, best.params, best.number), device=device
+            )
+            metrics, uri = evaluate_and_log(tracker, run_id, model, data, eval_cfg)
+            tracker.set_tags(run_id, {BEST_TAG: "true", MODEL_URI_TAG: uri})
         log_study_summary(tracker, study_run_id, study, run_id, metrics)
     outcome.best_trial = best
     outcome.best_run_id = run_id

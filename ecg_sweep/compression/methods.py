@@ -1,5 +1,8 @@
 """The compression-method registry: name -> Method(build, applies, base), filled by a decorator.
 
+The method modules register themselves when ``ecg_sweep.compression`` imports them (in registry
+order); this module never imports them.
+
 A method turns a float ``ECGClassifier`` into a :class:`Variant`: something that maps raw
 (B, 12, T) millivolts to (B, C) logits, plus the one file a user would ship. Methods chain by
 ``base``: ``prune_structured+onnx_int8`` runs the ``onnx_int8`` build on the float model that
@@ -17,13 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ecg_sweep.config import TrainConfig
+from ecg_sweep.config import CompressConfig, TrainConfig
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.models import ECGClassifier
 
 __all__ = [
-    "CompressConfig",
     "BuildContext",
     "Method",
     "Variant",
@@ -31,53 +33,9 @@ __all__ = [
     "register_method",
     "get_method",
     "resolve_methods",
+    "float_copy",
+    "linear_share",
 ]
-
-
-@dataclass(frozen=True)
-class CompressConfig:
-    """How the best trial's model is compressed and measured (one object per ``compress`` call).
-
-    Field names are the MLflow param keys of the compression runs.
-    """
-
-    methods: tuple[str, ...] | None = None  # None: every registered method
-    threads: int = 2  # torch.set_num_threads / ORT intra_op_num_threads while timing
-    finetune_epochs: int = 3  # fit() epochs after structured pruning and for QAT
-    finetune_distill: bool = True  # the unpruned fp32 model teaches the pruned one
-    finetune_lr_scale: float = 0.5  # fine-tune lr = the trial's lr x this
-    prune_amount: float = 0.4  # prune_l1_unstructured: fraction of each conv/linear weight zeroed
-    structured_ratio: float = 0.4  # prune_structured: fraction of channels / head dims removed
-    calibration_batches: int = 8  # training batches seen by static-quantization observers
-    calibration_batch_size: int = 32
-    onnx_calibration: str = "auto"  # minmax | percentile | entropy | auto (per family, onnx.py)
-    latency_warmup: int = 10  # untimed bs1 calls per variant before timing
-    latency_rounds: int = 12  # rounds over all variants (interleaved: drift hits all alike)
-    latency_block: int = 10  # timed bs1 calls per variant per round
-    n_bootstrap: int = 200  # resamples for the test macro AUROC confidence interval
-    seed: int = 0
-    device: str = "cpu"  # where fine-tuning / QAT train (measurement is always on CPU)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.threads >= 1, "threads must be >= 1"),
-            (self.finetune_epochs >= 1, "finetune_epochs must be >= 1"),
-            (self.finetune_lr_scale > 0, "finetune_lr_scale must be > 0"),
-            (0 < self.prune_amount < 1, "prune_amount must be in (0, 1)"),
-            (0 < self.structured_ratio < 1, "structured_ratio must be in (0, 1)"),
-            (self.calibration_batches >= 1, "calibration_batches must be >= 1"),
-            (self.calibration_batch_size >= 1, "calibration_batch_size must be >= 1"),
-            (
-                self.onnx_calibration in ("auto", "minmax", "percentile", "entropy"),
-                "onnx_calibration must be auto, minmax, percentile or entropy",
-            ),
-            (self.latency_rounds >= 1, "latency_rounds must be >= 1"),
-            (self.latency_block >= 1, "latency_block must be >= 1"),
-            (self.latency_warmup >= 0, "latency_warmup must be >= 0"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
 
 
 @dataclass
@@ -177,15 +135,7 @@ def register_method(
     return deco
 
 
-def _ensure_loaded() -> None:
-    # Importing the method modules fills the registry (once); import order = registry order:
-    # fp32 (benchmark), prune_*, quant_*, onnx_* and the chained prune_structured+onnx_int8.
-    from ecg_sweep.compression import benchmark, prune, quantize  # noqa: F401, I001
-    from ecg_sweep.compression import onnx  # noqa: F401
-
-
 def get_method(name: str) -> Method:
-    _ensure_loaded()
     try:
         return METHODS[name]
     except KeyError:
@@ -196,7 +146,6 @@ def get_method(name: str) -> Method:
 
 def resolve_methods(names: Iterable[str] | None) -> list[Method]:
     """The methods to run, in registry order: ``fp32`` always, and every chained method's base."""
-    _ensure_loaded()
     wanted = list(METHODS) if names is None else [n.strip() for n in names if n.strip()]
     chosen = {"fp32"}
     for n in wanted:

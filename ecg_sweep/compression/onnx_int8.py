@@ -4,7 +4,8 @@ The whole ``ECGClassifier`` is exported, input adapter included, so the ``.onnx`
 (B, 12, T) float32 millivolts with a dynamic batch dim. Static QDQ quantization is calibrated on
 training batches; ORT's *dynamic* quantization is not offered: on CNNs it is 2.5-6x slower than
 torch fp32 on these CPUs (DESIGN.md §5). The ModelInfo travels inside the file
-(``metadata_props["ecg_sweep"]``) and in the MLflow model's metadata.
+(``metadata_props[INFO_KEY]``) and in the MLflow model's metadata. Loading these files is
+:mod:`ecg_sweep.models.onnx`'s job: prediction and teachers never import this package.
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecg_sweep.compression._registry import BuildContext, Variant, float_copy, register_method
+from ecg_sweep.compression.methods import BuildContext, Variant, float_copy, register_method
 from ecg_sweep.errors import ConfigError
-from ecg_sweep.model_io import INFO_KEY  # also the key inside the ONNX file's metadata_props
-from ecg_sweep.models import ECGClassifier, ModelInfo
+from ecg_sweep.models import INFO_KEY, ECGClassifier, ModelInfo
+from ecg_sweep.models.onnx import OnnxModule
 
 __all__ = [
-    "OnnxModule",
     "export_onnx",
     "quantize_onnx_int8",
     "onnx_weight_counts",
-    "read_onnx_info",
     "onnx_fp32",
     "onnx_int8",
     "ort_runtime",
@@ -58,78 +57,6 @@ def ort_runtime() -> str:
     import onnxruntime
 
     return f"onnxruntime {onnxruntime.__version__}"
-
-
-class OnnxModule:
-    """An ONNX Runtime session that behaves like the torch model it came from.
-
-    ``module(x)`` maps a (B, 12, T) float32 tensor to (B, C) logits (a tensor); ``run(x)`` does
-    the same on numpy. ``eval()``/``cpu()``/``to("cpu")`` return the module, so ``predict_proba``
-    and the registry's predict work unchanged. ``info`` is the ModelInfo stored in the file.
-    """
-
-    def __init__(self, path: str | Path, info: ModelInfo | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        # No busy-waiting between calls: spinning ORT threads would steal the cores from
-        # whatever runs next (torch variants are timed interleaved with ORT ones).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"{self.path}: cannot load ONNX model: {msg[:200]}") from None
-        self.input_name = self.session.get_inputs()[0].name
-        self.info = info if info is not None else read_onnx_info(self.path)
-        self.training = False
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """(B, 12, T) float32 numpy -> (B, C) float32 logits."""
-        return self.session.run(None, {self.input_name: x})[0]
-
-    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        arr = x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else x
-        return torch.from_numpy(self.run(np.ascontiguousarray(arr, dtype=np.float32)))
-
-    forward = __call__
-
-    def eval(self) -> OnnxModule:
-        return self
-
-    def train(self, mode: bool = True) -> OnnxModule:
-        if mode:
-            raise ConfigError(f"{self.path}: an ONNX Runtime model cannot be trained")
-        return self
-
-    def cpu(self) -> OnnxModule:
-        return self
-
-    def to(self, device: Any = "cpu", *args: Any, **kwargs: Any) -> OnnxModule:
-        if torch.device(device).type != "cpu":
-            raise ConfigError(f"{self.path}: this ONNX model runs on the CPU only, not {device}")
-        return self
-
-    def __repr__(self) -> str:
-        return f"OnnxModule({self.path.name}, model={self.info.model if self.info else '?'})"
-
-
-def read_onnx_info(path: str | Path) -> ModelInfo | None:
-    """The ModelInfo embedded in an ONNX file by :func:`export_onnx`, if any."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == INFO_KEY:
-            return ModelInfo.from_dict(json.loads(prop.value))
-    return None
 
 
 def _finalize(path: Path, info: ModelInfo) -> None:

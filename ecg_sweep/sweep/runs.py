@@ -1,6 +1,6 @@
 """The MLflow view of a study: the parent run, trial runs, the best trial and the plots.
 
-Names and tags follow DESIGN.md §4. All calls use explicit run ids (safe from trial threads and
+Names and tags come from :mod:`ecg_sweep.tracking.contract`. All calls use explicit run ids (safe from trial threads and
 from several processes). The study's parent run id is kept in a study user attribute so a
 resumed study re-attaches to it.
 """
@@ -17,25 +17,43 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ecg_sweep.tracking import KIND_TAG, PARENT_TAG, Tracker
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    BEST_PARAM_PREFIX,
+    BEST_PARAMS_ARTIFACT,
+    BEST_RUN_ID_TAG,
+    BEST_TAG,
+    BEST_TRIAL_NUMBER_TAG,
+    KIND_STUDY,
+    KIND_TAG,
+    KIND_TRIAL,
+    MODEL_TAG,
+    PARENT_TAG,
+    RUN_STATUS,
+    SEARCH_SPACE_ARTIFACT,
+    STOP_REASON_TAG,
+    STUDY_NAME_TAG,
+    STUDY_PLOTS_DIR,
+    TRIAL_NUMBER_TAG,
+    TRIAL_STATE_TAG,
+    TRIALS_ARTIFACT,
+    study_run_name,
+)
 
 __all__ = [
-    "attach_study_run",
-    "trial_tags",
-    "STATE_TAG",
-    "end_trial_run",
-    "mark_stale_trial",
-    "log_study_summary",
     "RUN_ATTR",
+    "attach_study_run",
+    "end_trial_run",
+    "log_study_summary",
+    "mark_stale_trial",
+    "previous_best_runs",
+    "trial_tags",
 ]
 
 log = logging.getLogger(__name__)
 
-STATE_TAG = "optuna.trial_state"
 RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's MLflow run
 _STUDY_RUN_ATTR = "mlflow_study_run:{experiment_id}"  # study user attr: the parent run
-# Optuna state -> MLflow run status (pruned trials were stopped on purpose: KILLED).
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
 def attach_study_run(
@@ -54,33 +72,33 @@ def attach_study_run(
         except Exception:  # deleted, or the store was reset: start a new parent run
             log.warning("study run %s not found in the tracking store; creating a new one", run_id)
     run_id = tracker.start_run(
-        f"study-{study.study_name}",
+        study_run_name(study.study_name),
         tags={
-            KIND_TAG: "study",
-            "optuna.study_name": study.study_name,
-            "ecg_sweep.model": params.get("model", ""),
+            KIND_TAG: KIND_STUDY,
+            STUDY_NAME_TAG: study.study_name,
+            MODEL_TAG: params.get("model", ""),
         },
     )
     tracker.log_params(run_id, params)
-    tracker.log_dict(run_id, space, "search_space.json")
+    tracker.log_dict(run_id, space, SEARCH_SPACE_ARTIFACT)
     study.set_user_attr(attr, run_id)
     return run_id, True
 
 
 def trial_tags(study: optuna.Study, trial_number: int, model: str) -> dict[str, Any]:
     return {
-        KIND_TAG: "trial",
-        "optuna.study_name": study.study_name,
-        "optuna.trial_number": trial_number,
-        STATE_TAG: "RUNNING",
-        "ecg_sweep.model": model,
+        KIND_TAG: KIND_TRIAL,
+        STUDY_NAME_TAG: study.study_name,
+        TRIAL_NUMBER_TAG: trial_number,
+        TRIAL_STATE_TAG: "RUNNING",
+        MODEL_TAG: model,
     }
 
 
 def end_trial_run(tracker: Tracker, run_id: str, state: str, reason: str | None = None) -> None:
-    tags = {STATE_TAG: state}
+    tags = {TRIAL_STATE_TAG: state}
     if reason:
-        tags["ecg_sweep.stop_reason"] = reason[:5000]
+        tags[STOP_REASON_TAG] = reason[:5000]
     tracker.set_tags(run_id, tags)
     tracker.end_run(run_id, RUN_STATUS[state])
 
@@ -162,8 +180,8 @@ def log_study_summary(
         for k, v in best_metrics.items():
             if k.startswith("test_"):
                 metrics[f"best_{k}"] = v
-        tags.update({f"best_param.{k}": v for k, v in best.params.items()})
-        tags.update({"best_trial_number": best.number, "best_run_id": best_run_id})
+        tags.update({f"{BEST_PARAM_PREFIX}{k}": v for k, v in best.params.items()})
+        tags.update({BEST_TRIAL_NUMBER_TAG: best.number, BEST_RUN_ID_TAG: best_run_id})
         tracker.log_dict(
             study_run_id,
             {
@@ -172,22 +190,22 @@ def log_study_summary(
                 "params": best.params,
                 "run_id": best_run_id,
             },
-            "best_params.json",
+            BEST_PARAMS_ARTIFACT,
         )
     tracker.log_metrics(study_run_id, metrics)
     tracker.set_tags(study_run_id, tags)
     with tempfile.TemporaryDirectory() as d:
         for path in _plots(study, Path(d)):
-            tracker.log_artifact(study_run_id, path, "plots")
+            tracker.log_artifact(study_run_id, path, STUDY_PLOTS_DIR)
     rows = [
         {"number": t.number, "state": t.state.name, "value": t.value, **t.params}
         for t in study.trials
     ]
-    tracker.log_text(study_run_id, json.dumps(rows, indent=1, default=str), "trials.json")
+    tracker.log_text(study_run_id, json.dumps(rows, indent=1, default=str), TRIALS_ARTIFACT)
 
 
 def previous_best_runs(tracker: Tracker, study_run_id: str) -> list[str]:
     runs = tracker.search_runs(
-        f"tags.`{PARENT_TAG}` = '{study_run_id}' and tags.`ecg_sweep.best` = 'true'"
+        f"tags.`{PARENT_TAG}` = '{study_run_id}' and tags.`{BEST_TAG}` = 'true'"
     )
     return [r.info.run_id for r in runs]

@@ -1,8 +1,8 @@
 """MLflow tracking through ``MlflowClient`` with explicit run ids.
 
 Explicit ids (never the fluent active-run stack) make logging safe from trial threads and from
-several processes, and let a resumed study re-attach to its parent run. The run names, tags and
-metric names are the contract of DESIGN.md §4.
+several processes, and let a resumed study re-attach to its parent run. The names it logs under
+are spelled in :mod:`ecg_sweep.tracking.contract`.
 """
 
 from __future__ import annotations
@@ -21,21 +21,18 @@ from typing import Any
 
 from ecg_sweep._locks import file_lock
 from ecg_sweep.errors import TrackingError
+from ecg_sweep.tracking.contract import PARAM_CHANGED_PREFIX, PARENT_TAG
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "Tracker",
     "mask_url",
     "resolve_tracking_uri",
-    "KIND_TAG",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default, in the working directory
-KIND_TAG = "ecg_sweep.kind"
-PARENT_TAG = "mlflow.parentRunId"
-RECOMMENDED_TAG = "ecg_sweep.compression.recommended"  # set by compression on the trial run
 _MAX_PARAM_LEN = 6000
 
 _URL_PASSWORD = re.compile(
@@ -176,7 +173,7 @@ class Tracker:
         changed = [p.key for p in todo if p.key in existing]
         if changed:
             # MLflow params are immutable; record the new value under a tag instead of failing.
-            self.set_tags(run_id, {f"param_changed.{k}": new[k] for k in changed})
+            self.set_tags(run_id, {f"{PARAM_CHANGED_PREFIX}{k}": new[k] for k in changed})
             todo = [p for p in todo if p.key not in existing]
         for i in range(0, len(todo), 100):
             self.client.log_batch(run_id, params=todo[i : i + 100])

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ecg_sweep.cli._common import (
-    CacheDirOpt,
-    DataDirOpt,
-    OnBadOpt,
-    SamplingRateOpt,
-    TaskOpt,
+    compress_and_report,
     console,
     out,
+    parse_set_options,
+    prepare_data,
 )
+from ecg_sweep.cli.options import (
+    CacheDir,
+    DataDir,
+    Device,
+    Experiment,
+    Model,
+    OnBadRecord,
+    Preset,
+    SamplingRate,
+    Seed,
+    Storage,
+    Task,
+    Teacher,
+    TrackingUri,
+)
+
+__all__ = ["optimize_cmd"]
 
 
 class ConsoleReporter:
@@ -71,83 +86,86 @@ def _fmt(v):
 
 
 def optimize_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Model family (see `ecg-sweep models`)."),
-    n_trials: int = typer.Option(20, "--n-trials", help="Trials this invocation runs."),
-    total_trials: int = typer.Option(
-        None, "--total-trials", help="Stop once the study holds this many finished trials."
-    ),
-    timeout: float = typer.Option(None, "--timeout", help="Seconds for this invocation."),
-    study_name: str = typer.Option(
-        None, "--study-name", help="Study to create or resume (default <model>-sweep)."
-    ),
-    storage: str = typer.Option(
-        None,
-        "--storage",
-        envvar="ECG_SWEEP_STORAGE",
-        help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for many machines).",
-    ),
-    tracking_uri: str = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
-    ),
-    experiment: str = typer.Option(
-        None, "--experiment", help="MLflow experiment (default ecg-<model>)."
-    ),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | cmaes | gp."),
-    pruner: str = typer.Option("median", "--pruner", help="median | hyperband | none."),
-    max_epochs: int = typer.Option(10, "--max-epochs", help="Epochs per trial at most."),
-    search_space: Path = typer.Option(
-        None, "--search-space", help="YAML/TOML file narrowing ranges or fixing values."
-    ),
-    sets: list[str] = typer.Option(
-        [], "--set", help="Fix a non-searched parameter: key=value (repeatable)."
-    ),
-    preset: str = typer.Option(None, "--preset", help="Model preset for non-searched params."),
-    n_jobs: int = typer.Option(1, "--n-jobs", help="Trials in parallel threads in this process."),
-    trial_timeout: float = typer.Option(
-        None, "--trial-timeout", help="Seconds a trial may train before it is stopped."
-    ),
-    teacher: str = typer.Option(
-        None, "--teacher", help="DeiT teacher: checkpoint path or MLflow model URI."
-    ),
-    heartbeat_interval: int = typer.Option(
-        30, "--heartbeat-interval", help="Seconds between trial heartbeats."
-    ),
-    grace_period: int = typer.Option(
-        120,
-        "--grace-period",
-        help="Seconds without heartbeat before a trial counts as dead and is retried.",
-    ),
-    compress: bool = typer.Option(
-        True, "--compress/--no-compress", help="Compress the best trial's model afterwards."
-    ),
-    register: bool = typer.Option(
-        True,
-        "--register/--no-register",
-        help="Register the best model (and best compressed variant) as ecg-<model>, alias challenger.",
-    ),
-    data_dir: Path = DataDirOpt,
-    cache_dir: Path = CacheDirOpt,
-    sampling_rate: int = SamplingRateOpt,
-    task: str = TaskOpt,
-    on_bad_record: str = OnBadOpt,
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
-    seed: int = typer.Option(0, "--seed", help="Sampler and training seed."),
+    model: Model,
+    n_trials: Annotated[int, typer.Option("--n-trials", help="Trials this invocation runs.")] = 20,
+    total_trials: Annotated[
+        int | None,
+        typer.Option("--total-trials", help="Stop once the study holds this many finished trials."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds for this invocation.")
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option("--study-name", help="Study to create or resume (default <model>-sweep)."),
+    ] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | cmaes | gp.")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median | hyperband | none.")] = "median",
+    max_epochs: Annotated[int, typer.Option("--max-epochs", help="Epochs per trial at most.")] = 10,
+    search_space: Annotated[
+        Path | None,
+        typer.Option("--search-space", help="YAML/TOML file narrowing ranges or fixing values."),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Fix a non-searched parameter: key=value (repeatable)."),
+    ] = None,
+    preset: Preset = None,
+    n_jobs: Annotated[
+        int, typer.Option("--n-jobs", help="Trials in parallel threads in this process.")
+    ] = 1,
+    trial_timeout: Annotated[
+        float | None,
+        typer.Option("--trial-timeout", help="Seconds a trial may train before it is stopped."),
+    ] = None,
+    teacher: Teacher = None,
+    heartbeat_interval: Annotated[
+        int, typer.Option("--heartbeat-interval", help="Seconds between trial heartbeats.")
+    ] = 30,
+    grace_period: Annotated[
+        int,
+        typer.Option(
+            "--grace-period",
+            help="Seconds without heartbeat before a trial counts as dead and is retried.",
+        ),
+    ] = 120,
+    compress: Annotated[
+        bool,
+        typer.Option(
+            "--compress/--no-compress", help="Compress the best trial's model afterwards."
+        ),
+    ] = True,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register/--no-register",
+            help="Register the best model (and best compressed variant) as ecg-<model>, "
+            "alias challenger.",
+        ),
+    ] = True,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+    sampling_rate: SamplingRate = 100,
+    task: Task = "superdiagnostic",
+    on_bad_record: OnBadRecord = "error",
+    device: Device = "auto",
+    seed: Seed = 0,
 ) -> None:
     """Search a model's hyperparameters with Optuna; every trial is a nested MLflow run."""
     import optuna
 
-    from ecg_sweep.cli.commands import prepare_data
-    from ecg_sweep.config import SweepConfig
+    from ecg_sweep.config import CompressConfig, SweepConfig
     from ecg_sweep.engine import resolve_device
     from ecg_sweep.errors import ConfigError
-    from ecg_sweep.models import get_model_spec
-    from ecg_sweep.models._registry import list_models
-    from ecg_sweep.models._space import load_space_file, select_model_section
-    from ecg_sweep.sweep import optimize, study_summary
-    from ecg_sweep.tracking import mask_url
-    from ecg_sweep.training import parse_set_options
+    from ecg_sweep.models import get_model_spec, list_models
+    from ecg_sweep.models.space import load_space_file, select_model_section
+    from ecg_sweep.sweep import make_pruner, make_sampler, optimize, study_summary
+    from ecg_sweep.sweep.study import DEFAULT_STORAGE
+    from ecg_sweep.tracking.client import mask_url
+    from ecg_sweep.tracking.contract import experiment_name
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -163,7 +181,7 @@ def optimize_cmd(
     if search_space:
         section = select_model_section(load_space_file(search_space), model, tuple(list_models()))
         overrides = tuple(section.items())
-    fixed = tuple(parse_set_options(model, sets).items())
+    fixed = tuple(parse_set_options(model, sets or []).items())
     cfg = SweepConfig(
         model=model,
         n_trials=n_trials,
@@ -187,15 +205,13 @@ def optimize_cmd(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
     )
-    from ecg_sweep.sweep.study import make_pruner, make_sampler
-
     make_sampler(sampler, seed)  # unknown names fail before any data is read
     make_pruner(pruner, max_epochs)
     dev = resolve_device(device)
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
     console.print(
-        f"study {cfg.resolved_study_name!r} on {mask_url(storage or 'sqlite:///optuna.db')}, "
-        f"MLflow experiment {cfg.resolved_experiment!r}, device {dev}, sampler {sampler}, "
+        f"study {cfg.resolved_study_name!r} on {mask_url(storage or DEFAULT_STORAGE)}, "
+        f"MLflow experiment {experiment_name(model, experiment)!r}, device {dev}, sampler {sampler}, "
         f"pruner {pruner}",
         highlight=False,
     )
@@ -203,9 +219,9 @@ def optimize_cmd(
     summary = study_summary(outcome)
     _print_summary(summary, outcome.tracker.uri)
     if compress and outcome.best_run_id:
-        from ecg_sweep.cli.compress import compress_and_report
-
-        compress_and_report(outcome.tracker, outcome.best_run_id, data, str(dev))
+        compress_and_report(
+            outcome.tracker, outcome.best_run_id, data, CompressConfig(device=str(dev))
+        )
     if register and outcome.best_run_id:
         from ecg_sweep.registry import fold_fingerprint, register_study_best
 
@@ -223,11 +239,10 @@ def optimize_cmd(
                 f"{v.test_macro_auc:.4f}){alias}"
             )
         out.print(f"promote it to serving: ecg-sweep promote --model {model}")
-    logging.getLogger(__name__).debug("done")
 
 
 def _print_summary(s: dict, tracking_uri: str) -> None:
-    from ecg_sweep.tracking import mask_url
+    from ecg_sweep.tracking.client import mask_url
 
     t = s["trials"]
     out.print(

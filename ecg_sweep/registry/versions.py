@@ -8,12 +8,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecg_sweep.errors import ConfigError, TrackingError
-from ecg_sweep.tracking import KIND_TAG, PARENT_TAG, RECOMMENDED_TAG, Tracker
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    CHALLENGER,
+    CHAMPION,
+    COMPRESSED_FROM_TAG,
+    FOLD_FINGERPRINT_TAG,
+    KIND_COMPRESSION,
+    KIND_TAG,
+    METHOD_TAG,
+    MODEL_URI_TAG,
+    PARENT_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    PROMOTED_FORCED_TAG,
+    RECOMMENDED_TAG,
+    STUDY_NAME_TAG,
+    TRIAL_NUMBER_TAG,
+    VERSION_RUN_ID_TAG,
+    VERSION_STUDY_TAG,
+    VERSION_TRIAL_TAG,
+    registered_model_name,
+)
 
 __all__ = [
-    "CHAMPION",
-    "CHALLENGER",
-    "registered_name",
     "RegisteredVersion",
     "register_study_best",
     "promote",
@@ -22,14 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"  # the version that serves
-CHALLENGER = "challenger"  # the newest best, waiting for `promote`
-TEST_FOLD_TAG = "ecg_sweep.fold_fingerprint"
-
-
-def registered_name(model: str) -> str:
-    return f"ecg-{model}"
 
 
 def fold_fingerprint(ecg_ids, root: str, task: str) -> str:
@@ -50,9 +59,9 @@ class RegisteredVersion:
 
 
 def run_model_uri(tracker: Tracker, run_id: str) -> str | None:
-    """The model logged by a run: the ``ecg_sweep.model_uri`` tag, else its LoggedModel."""
+    """The model logged by a run: its model-URI tag (``MODEL_URI_TAG``), else its LoggedModel."""
     run = tracker.get_run(run_id)
-    uri = run.data.tags.get("ecg_sweep.model_uri")
+    uri = run.data.tags.get(MODEL_URI_TAG)
     if uri:
         return uri
     models = tracker.client.search_logged_models(
@@ -66,11 +75,11 @@ def _version_tags(
 ) -> dict[str, Any]:
     m = run.data.metrics
     tags = {
-        "ecg_sweep.study": study or "",
-        "ecg_sweep.trial": trial or "",
-        "ecg_sweep.method": method,
-        "ecg_sweep.run_id": run.info.run_id,
-        TEST_FOLD_TAG: fold_id,
+        VERSION_STUDY_TAG: study or "",
+        VERSION_TRIAL_TAG: trial or "",
+        METHOD_TAG: method,
+        VERSION_RUN_ID_TAG: run.info.run_id,
+        FOLD_FINGERPRINT_TAG: fold_id,
     }
     for key in ("test_macro_auc", "size_bytes", "latency_ms_p50_bs1", "test_macro_f1"):
         if key in m:
@@ -86,8 +95,8 @@ def _best_compressed(tracker: Tracker, best_run_id: str):
     if not method or method == "none":
         return None
     runs = tracker.search_runs(
-        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = 'compression' "
-        f"and tags.`ecg_sweep.method` = '{method}'",
+        f"tags.`{PARENT_TAG}` = '{best_run_id}' and tags.`{KIND_TAG}` = '{KIND_COMPRESSION}' "
+        f"and tags.`{METHOD_TAG}` = '{method}'",
         order_by=["attributes.start_time DESC"],
     )
     runs = [r for r in runs if r.info.status == "FINISHED"]
@@ -102,10 +111,10 @@ def register_study_best(
     """Register the best trial's model and its recommended compressed variant as versions of
     ``ecg-<model>``; the best trial's model becomes ``challenger``."""
     client = tracker.client
-    name = registered_name(model)
+    name = registered_model_name(model)
     best = tracker.get_run(best_run_id)
-    study = best.data.tags.get("optuna.study_name")
-    trial = best.data.tags.get("optuna.trial_number")
+    study = best.data.tags.get(STUDY_NAME_TAG)
+    trial = best.data.tags.get(TRIAL_NUMBER_TAG)
     if "test_macro_auc" not in best.data.metrics:
         raise ConfigError(
             f"run {best_run_id} has no test metrics: it is not an evaluated best trial"
@@ -114,7 +123,7 @@ def register_study_best(
     if include_compressed:
         comp = _best_compressed(tracker, best_run_id)
         if comp is not None:
-            entries.append((comp, comp.data.tags["ecg_sweep.method"]))
+            entries.append((comp, comp.data.tags[METHOD_TAG]))
     try:
         client.get_registered_model(name)
     except Exception:
@@ -147,9 +156,7 @@ def register_study_best(
     winner = out[0]
     client.set_registered_model_alias(name, CHALLENGER, winner[0].version)
     for mv, _, _ in out[1:]:
-        client.set_model_version_tag(
-            name, mv.version, "ecg_sweep.compressed_from_version", str(winner[0].version)
-        )
+        client.set_model_version_tag(name, mv.version, COMPRESSED_FROM_TAG, str(winner[0].version))
     return [
         RegisteredVersion(
             name,
@@ -174,7 +181,7 @@ def promote(tracker: Tracker, model: str, version: str | None = None, force: boo
     """Move ``champion`` to ``version`` (default: the challenger) if it beats the champion on
     test macro AUROC of the same test fold; record the previous champion in a tag."""
     client = tracker.client
-    name = registered_name(model)
+    name = registered_model_name(model)
     try:
         client.get_registered_model(name)
     except Exception:
@@ -199,7 +206,7 @@ def promote(tracker: Tracker, model: str, version: str | None = None, force: boo
         old_auc = float(champion.tags.get("test_macro_auc", "nan"))
         result["previous"] = str(champion.version)
         result["previous_test_macro_auc"] = old_auc
-        same_fold = mv.tags.get(TEST_FOLD_TAG) == champion.tags.get(TEST_FOLD_TAG)
+        same_fold = mv.tags.get(FOLD_FINGERPRINT_TAG) == champion.tags.get(FOLD_FINGERPRINT_TAG)
         if not force:
             if not same_fold:
                 raise ConfigError(
@@ -212,7 +219,7 @@ def promote(tracker: Tracker, model: str, version: str | None = None, force: boo
                     f"champion version {champion.version} ({old_auc:.4f}); not promoted "
                     f"(--force to promote anyway)"
                 )
-        client.set_model_version_tag(name, mv.version, "previous_champion", str(champion.version))
+        client.set_model_version_tag(name, mv.version, PREVIOUS_CHAMPION_TAG, str(champion.version))
     client.set_registered_model_alias(name, CHAMPION, mv.version)
-    client.set_model_version_tag(name, mv.version, "promoted_forced", str(bool(force)).lower())
+    client.set_model_version_tag(name, mv.version, PROMOTED_FORCED_TAG, str(bool(force)).lower())
     return result

@@ -1,0 +1,171 @@
+"""``ecg-sweep compress``: the best trial's model through every compression method, measured."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ecg_sweep.cli._common import compress_and_report, console, out, prepare_data
+from ecg_sweep.cli.options import (
+    CacheDir,
+    DataDir,
+    Device,
+    OnBadRecord,
+    SamplingRate,
+    Seed,
+    Task,
+    TrackingUri,
+)
+
+__all__ = ["compress_cmd", "resolve_target"]
+
+
+def resolve_target(
+    tracking_uri: str | None,
+    experiment: str | None,
+    run_id: str | None,
+    study_name: str | None,
+):
+    """(Tracker on the run's experiment, the trial run id) for ``--run-id`` or ``--study-name``.
+
+    A study resolves to its study run (by study-name tag) in ``experiment`` (all experiments
+    when None) and then to the best trial run that the study run's tag names.
+    """
+    from mlflow import MlflowClient
+
+    from ecg_sweep.errors import ConfigError
+    from ecg_sweep.tracking.client import Tracker, mask_url, resolve_tracking_uri
+    from ecg_sweep.tracking.contract import (
+        BEST_RUN_ID_TAG,
+        KIND_STUDY,
+        KIND_TAG,
+        STUDY_NAME_TAG,
+    )
+
+    if bool(run_id) == bool(study_name):
+        raise ConfigError("pass exactly one of --run-id ID or --study-name NAME")
+    uri = resolve_tracking_uri(tracking_uri)
+    probe = Tracker(uri, experiment or "Default", check=False)  # no experiment is created
+    client: MlflowClient = probe.client
+    if study_name:
+        if "'" in study_name:
+            raise ConfigError(f"--study-name {study_name!r}: quotes are not allowed")
+        if experiment:
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                raise ConfigError(f"--experiment {experiment!r}: no such experiment at {uri}")
+            exp_ids = [exp.experiment_id]
+        else:
+            exp_ids = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(
+            exp_ids,
+            filter_string=(
+                f"tags.`{KIND_TAG}` = '{KIND_STUDY}' and tags.`{STUDY_NAME_TAG}` = '{study_name}'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            where = f"experiment {experiment!r}" if experiment else "any experiment"
+            raise ConfigError(
+                f"--study-name {study_name}: no study run in {where} at {mask_url(uri)}"
+            )
+        run_id = runs[0].data.tags.get(BEST_RUN_ID_TAG)
+        if not run_id:
+            raise ConfigError(
+                f"--study-name {study_name}: the study has no best trial yet (no completed trial)"
+            )
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        raise ConfigError(f"--run-id {run_id}: no such run at {mask_url(uri)}") from None
+    exp_name = client.get_experiment(run.info.experiment_id).name
+    if experiment and experiment != exp_name:
+        raise ConfigError(
+            f"--run-id {run_id} belongs to experiment {exp_name!r}, not --experiment {experiment!r}"
+        )
+    return Tracker(uri, exp_name), run_id
+
+
+def compress_cmd(
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id", help="The trial run to compress (one with a checkpoint artifact)."
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option(
+            "--study-name", help="Compress the best trial of this study (its best_run_id)."
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="Comma-separated methods (default: all; fp32 always runs). "
+            "See the list with --methods help.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option("--threads", help="CPU threads for every timed variant.")
+    ] = 2,
+    finetune_epochs: Annotated[
+        int,
+        typer.Option(
+            "--finetune-epochs", help="fit() epochs after structured pruning and for QAT."
+        ),
+    ] = 3,
+    calibration_batches: Annotated[
+        int,
+        typer.Option(
+            "--calibration-batches", help="Training batches used to calibrate static int8."
+        ),
+    ] = 8,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+    sampling_rate: SamplingRate = 100,
+    task: Task = "superdiagnostic",
+    on_bad_record: OnBadRecord = "error",
+    device: Device = "auto",
+    seed: Seed = 0,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment", help="MLflow experiment of the run/study (default: search all)."
+        ),
+    ] = None,
+) -> None:
+    """Prune, quantize and export a trial's model; measure size, latency and accuracy of each.
+
+    Every method is a nested MLflow run compress-<method> under the trial's run; the table is
+    printed and logged (markdown + CSV) with a size/latency/AUROC plot.
+    """
+    from ecg_sweep.compression import METHODS, resolve_methods
+    from ecg_sweep.config import CompressConfig
+    from ecg_sweep.engine import resolve_device
+
+    if methods is not None and methods.strip() == "help":
+        for m in METHODS.values():
+            out.print(f"{m.name:28s} {m.description}", markup=False)
+        return
+    names = tuple(n.strip() for n in methods.split(",") if n.strip()) if methods else None
+    cfg = CompressConfig(
+        methods=names,
+        threads=threads,
+        finetune_epochs=finetune_epochs,
+        calibration_batches=calibration_batches,
+        seed=seed,
+        device=str(resolve_device(device)),
+    )
+    chosen = resolve_methods(cfg.methods)  # unknown names fail before any data is read
+    tracker, best_run_id = resolve_target(tracking_uri, experiment, run_id, study_name)
+    data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
+    console.print(
+        f"compressing run {best_run_id} of experiment {tracker.experiment_name!r} "
+        f"({len(chosen)} methods, {threads} threads)"
+    )
+    compress_and_report(tracker, best_run_id, data, cfg)

@@ -1,0 +1,108 @@
+"""Every option shared by several commands, declared once as an ``Annotated`` alias.
+
+A command writes ``tracking_uri: TrackingUri = None``; the flag name, environment variable and
+help live here (huggingface_hub's CLI style), so ``--tracking-uri`` reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = [
+    "DATA_ENV",
+    "CACHE_ENV",
+    "STORAGE_ENV",
+    "CacheDir",
+    "DataDir",
+    "Device",
+    "Experiment",
+    "Model",
+    "OnBadRecord",
+    "Preset",
+    "SamplingRate",
+    "Seed",
+    "Storage",
+    "Task",
+    "Teacher",
+    "TrackingUri",
+    "Workers",
+]
+
+DATA_ENV = "ECG_SWEEP_DATA"
+CACHE_ENV = "ECG_SWEEP_CACHE"
+STORAGE_ENV = "ECG_SWEEP_STORAGE"
+
+# --- data ---------------------------------------------------------------------------------------
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar=DATA_ENV, help="PTB-XL root folder (env ECG_SWEEP_DATA)."),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        envvar=CACHE_ENV,
+        help="Decoded-signal cache folder (default ~/.cache/ecg-sweep; env ECG_SWEEP_CACHE).",
+    ),
+]
+SamplingRate = Annotated[int, typer.Option("--sampling-rate", help="100 or 500 Hz records.")]
+Task = Annotated[
+    str,
+    typer.Option(
+        "--task", help="Label task: superdiagnostic, subdiagnostic, diagnostic, form, rhythm."
+    ),
+]
+OnBadRecord = Annotated[
+    str,
+    typer.Option("--on-bad-record", help="error: stop at a bad record; skip: drop bad records."),
+]
+Workers = Annotated[
+    int | None, typer.Option("--workers", help="Decode processes (default: all cores).")
+]
+
+# --- models and training ------------------------------------------------------------------------
+Model = Annotated[str, typer.Option("--model", "-m", help="Model family (see `ecg-sweep models`).")]
+Preset = Annotated[
+    str | None,
+    typer.Option("--preset", help="Named model preset, e.g. 'tiny' for quick checks."),
+]
+Teacher = Annotated[
+    str | None,
+    typer.Option(
+        "--teacher",
+        help="DeiT teacher: a checkpoint path or an MLflow model URI (models:/ecg-M@champion).",
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto, cpu or cuda[:N] (where training, fine-tuning and QAT run)."
+    ),
+]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Random seed (sampler, training, calibration batches).")
+]
+
+# --- stores -------------------------------------------------------------------------------------
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db).",
+    ),
+]
+Experiment = Annotated[
+    str | None,
+    typer.Option("--experiment", help="MLflow experiment (default ecg-<model>)."),
+]
+Storage = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar=STORAGE_ENV,
+        help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for many machines).",
+    ),
+]

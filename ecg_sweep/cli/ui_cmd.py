@@ -1,0 +1,44 @@
+"""``ecg-sweep ui``: the MLflow UI on 127.0.0.1 for the local store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from ecg_sweep.cli._common import console
+from ecg_sweep.cli.options import TrackingUri
+
+__all__ = ["ui_cmd"]
+
+
+def ui_cmd(
+    tracking_uri: TrackingUri = None,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 for the local store (Ctrl-C stops it)."""
+    from ecg_sweep.tracking.client import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    try:
+        raise typer.Exit(
+            subprocess.call(cmd, env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"})
+        )
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

@@ -1,0 +1,161 @@
+"""One tracked training run, and the final evaluation every tracked model gets.
+
+``ecg-sweep train`` calls :func:`train_and_log`; the sweep calls :func:`evaluate_and_log` for the
+study's best trial. Both log through :class:`~ecg_sweep.tracking.client.Tracker` by run id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecg_sweep.config import TrainConfig
+from ecg_sweep.data.dataset import PreparedData
+from ecg_sweep.engine import FitResult, final_metrics, fit, seed_everything
+from ecg_sweep.models import ECGClassifier, ModelInfo, build_model, get_model_spec, model_info
+from ecg_sweep.reporting import per_class_table, roc_figure
+from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.contract import (
+    KIND_TAG,
+    KIND_TRAIN,
+    MODEL_TAG,
+    PER_CLASS_CSV,
+    PER_CLASS_MD,
+    ROC_PLOT,
+    train_run_name,
+)
+from ecg_sweep.tracking.model_store import load_teacher, log_model, log_thresholds
+
+__all__ = ["TrainOutcome", "evaluate_and_log", "run_params", "train_and_log"]
+
+log = logging.getLogger(__name__)
+
+
+def run_params(
+    info: ModelInfo, cfg: TrainConfig, data: PreparedData, teacher: str | None = None
+) -> dict[str, Any]:
+    """The MLflow params of a training run: every model param and TrainConfig field under its
+    own name (the search-space name), plus the data it saw. Distillation knobs only where they
+    apply."""
+    train = dataclasses.asdict(cfg)
+    if get_model_spec(info.model).distilled:
+        train["distillation"] = "teacher" if teacher else "none (both heads learn the labels)"
+        if teacher:
+            train["teacher"] = teacher
+    if not (get_model_spec(info.model).distilled and teacher):
+        train.pop("distill_alpha")
+        train.pop("distill_temperature")
+    return {
+        "model": info.model,
+        **info.params,
+        **train,
+        "sampling_rate": data.sampling_rate,
+        "task": data.config.task,
+        "standardize": data.standardizer.mode,
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_test": len(data.test),
+    }
+
+
+def evaluate_and_log(
+    tracker: Tracker,
+    run_id: str,
+    model: ECGClassifier,
+    data: PreparedData,
+    cfg: TrainConfig,
+    log_the_model: bool = True,
+) -> tuple[dict[str, float], str | None]:
+    """Test-fold metrics with CI, ROC curves, per-class table, thresholds and the model of a run.
+
+    The validation-tuned thresholds are stored in the model's info, so they travel with it.
+    Returns (metrics, model URI or None).
+    """
+    metrics, thresholds, probs = final_metrics(model, data, cfg)
+    tracker.log_metrics(run_id, metrics)
+    model.info = model.info.with_thresholds(thresholds)
+    table = per_class_table(data.test.y, probs["test"], thresholds, data.classes)
+    tracker.log_text(run_id, table.to_csv(index=False), PER_CLASS_CSV)
+    tracker.log_text(run_id, table.to_markdown(index=False), PER_CLASS_MD)
+    tracker.log_figure(
+        run_id, roc_figure(data.test.y, probs["test"], data.classes, "ROC, test fold"), ROC_PLOT
+    )
+    log_thresholds(tracker, run_id, data.classes, thresholds)
+    uri = None
+    if log_the_model:
+        uri = log_model(tracker, run_id, model, model.info, data.test.x[:2])
+    return metrics, uri
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    metrics: dict[str, float]
+    fit: FitResult
+    model: ECGClassifier
+    model_uri: str | None
+
+
+def train_and_log(
+    data: PreparedData,
+    model_name: str,
+    params: Mapping[str, Any],
+    cfg: TrainConfig,
+    tracker: Tracker,
+    *,
+    teacher: str | None = None,
+    pretrained_weights: str | Path | None = None,
+    run_name: str | None = None,
+    checkpoint: str | Path | None = None,
+) -> TrainOutcome:
+    """Train one model and log everything to a new MLflow run (``ecg_sweep.kind=train``)."""
+    teacher_model = load_teacher(teacher, model_name)
+    info = model_info(model_name, params, data)
+    seed_everything(cfg.seed)
+    model = build_model(info, pretrained_weights)
+    run_id = tracker.start_run(
+        run_name or train_run_name(model_name),
+        tags={KIND_TAG: KIND_TRAIN, MODEL_TAG: model_name},
+    )
+    status = "FAILED"
+    try:
+        params = run_params(info, cfg, data, teacher)
+        params["n_params"] = sum(p.numel() for p in model.parameters())
+        tracker.log_params(run_id, params, new_run=True)
+
+        def on_epoch_end(epoch: int, m: dict[str, float]) -> None:
+            tracker.log_metrics(run_id, m, step=epoch)
+            log.info(
+                "epoch %d  train_loss %.4f  val_loss %.4f  val_macro_auc %.4f  (%.1f s)",
+                epoch, m["train_loss"], m["val_loss"], m["val_macro_auc"], m["epoch_seconds"],
+            )  # fmt: skip
+
+        result = fit(
+            model,
+            data,
+            cfg,
+            teacher=teacher_model,
+            on_epoch_end=on_epoch_end,
+            checkpoint=checkpoint,
+        )
+        tracker.log_metrics(
+            run_id,
+            {
+                "best_val_macro_auc": result.best_val_macro_auc,
+                "best_epoch": result.best_epoch,
+                "train_samples_per_s": result.train_samples_per_s,
+                "fit_seconds": result.seconds,
+            },
+        )
+        metrics, uri = evaluate_and_log(tracker, run_id, model, data, cfg)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end_run(run_id, status)
+    return TrainOutcome(run_id, metrics, result, model, uri)

@@ -1,0 +1,90 @@
+"""The tracking layer: masked URLs, resume-safe params, the model store (log + load back)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecg_sweep.errors import ConfigError
+from ecg_sweep.models import build_model, get_model_spec, model_info
+from ecg_sweep.tracking.client import Tracker, mask_url, resolve_tracking_uri
+from ecg_sweep.tracking.contract import (
+    PARAM_CHANGED_PREFIX,
+    THRESHOLDS_ARTIFACT,
+    experiment_name,
+    registered_model_name,
+    trial_run_name,
+)
+from ecg_sweep.tracking.model_store import load_model, load_teacher, log_model, log_thresholds
+
+
+def test_mask_url_hides_passwords_only():
+    assert (
+        mask_url("postgresql://ann:s3cret@db:5432/optuna") == "postgresql://ann:***@db:5432/optuna"
+    )
+    assert mask_url("http://mlflow:5000") == "http://mlflow:5000"
+    text = "cannot reach mysql://u:pw@h/x and https://v:pw2@k/"
+    assert "pw" not in mask_url(text).replace("***", "")
+
+
+def test_names_of_the_contract():
+    assert experiment_name("vit") == "ecg-vit" and experiment_name("vit", "mine") == "mine"
+    assert registered_model_name("deit") == "ecg-deit"
+    assert trial_run_name(7) == "trial-0007"
+
+
+def test_default_tracking_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
+    assert resolve_tracking_uri(None) == "sqlite:///x.db"
+    assert resolve_tracking_uri("sqlite:///y.db") == "sqlite:///y.db"
+
+
+def test_params_are_resume_safe(tmp_path):
+    """Logging the same params again is a no-op; a changed value goes to a tag, not an error."""
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-test")
+    run_id = tracker.start_run("r")
+    tracker.log_params(run_id, {"lr": 0.001, "depth": 4}, new_run=True)
+    tracker.log_params(run_id, {"lr": 0.001, "depth": 4})
+    tracker.log_params(run_id, {"lr": 0.002, "depth": 4})
+    run = tracker.get_run(run_id)
+    assert run.data.params == {"lr": "0.001", "depth": "4"}
+    assert run.data.tags[f"{PARAM_CHANGED_PREFIX}lr"] == "0.002"
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(request):
+    data = request.getfixturevalue("sweep_data")
+    info = model_info("vit", get_model_spec("vit").presets["tiny"], data)
+    torch.manual_seed(0)
+    return build_model(info).eval(), data
+
+
+def test_logged_model_loads_back_with_its_info_and_predicts_alike(tiny_vit, tmp_path):
+    model, data = tiny_vit
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    run_id = tracker.start_run("r")
+    model.info = model.info.with_thresholds([0.3] * len(data.classes))
+    uri = log_model(tracker, run_id, model, model.info, data.test.x[:2])
+    log_thresholds(tracker, run_id, data.classes, model.info.thresholds)
+    import mlflow
+
+    mlflow.set_tracking_uri(tracker.uri)
+    loaded, info = load_model(uri)
+    assert info == model.info and info.thresholds == (0.3,) * len(data.classes)
+    x = torch.from_numpy(np.ascontiguousarray(data.test.x[:8], dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+    local = tracker.client.download_artifacts(run_id, THRESHOLDS_ARTIFACT, str(tmp_path))
+    assert json.loads(Path(local).read_text())["classes"] == list(data.classes)
+
+
+def test_teacher_only_for_distilled_models(tmp_path):
+    with pytest.raises(ConfigError, match="distilled"):
+        load_teacher(str(tmp_path / "t.pt"), "vit")
+    assert load_teacher(None, "deit") is None
