@@ -129,11 +129,11 @@ def test_crash_mid_decode_leaves_no_cache(real30, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = cache_mod.read_record
 
-    def flaky(path, rate):
+    def flaky(path, rate, **kw):
         calls["n"] += 1
         if calls["n"] == 10:
             raise RuntimeError("disk on fire")
-        return real(path, rate)
+        return real(path, rate, **kw)
 
     monkeypatch.setattr(cache_mod, "read_record", flaky)
     with pytest.raises(RuntimeError):

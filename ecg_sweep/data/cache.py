@@ -111,7 +111,7 @@ def _decode_chunk(args: tuple) -> list[tuple[int, str]]:
     bad = []
     for i, rel in enumerate(rels, start=start):
         try:
-            x = read_record(Path(root) / rel, sampling_rate)
+            x = read_record(Path(root) / rel, sampling_rate, root=root)
         except RecordError as e:
             bad.append((i, e.reason))
             continue
