@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "TrackingError",
     "StorageError",
+    "LockTimeoutError",
     "clip",
 ]
 
@@ -53,3 +54,7 @@ class TrackingError(EcgSweepError):
 
 class StorageError(EcgSweepError):
     """The Optuna storage is unreachable or inconsistent."""
+
+
+class LockTimeoutError(EcgSweepError):
+    """Waiting for an inter-process lock (the signal cache, a store's setup) took too long."""

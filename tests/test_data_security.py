@@ -12,12 +12,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from ecg_sweep._locks import file_lock
 from ecg_sweep.config import DataConfig
 from ecg_sweep.data.dataset import prepare
 from ecg_sweep.data.inspect import inspect_dataset
@@ -321,3 +323,28 @@ def test_huge_header_token_gives_a_short_line(real30_copy):
     with pytest.raises(DataError) as exc:
         read_record(real30_copy / TEST_RECORD, 100, root=real30_copy)
     _one_line(str(exc.value), 400)
+
+
+def test_lock_file_deleted_while_waiting_is_not_shared(tmp_path):
+    """A waiter that wins the lock on a lock file just deleted (by --prune) locks the new file."""
+    lock = tmp_path / "x.lock"
+    got = threading.Event()
+    order = []
+
+    def waiter():
+        with file_lock(lock):
+            order.append("waiter")
+            got.set()
+            time.sleep(0.2)
+            order.append("waiter done")
+
+    with file_lock(lock):
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        time.sleep(0.2)
+        lock.unlink()  # prune deletes the unused lock file while holding it
+    assert got.wait(10)
+    with file_lock(lock):  # must wait for the waiter, which holds the new file
+        order.append("third")
+    t.join(10)
+    assert order == ["waiter", "waiter done", "third"]
