@@ -8,6 +8,7 @@ ecg_id, huge cells), 12 (fsync, unreadable cache entries, ``data cache --list/--
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -16,16 +17,19 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import ecg_sweep.data.cache as cache_mod
 from ecg_sweep._locks import file_lock
 from ecg_sweep.config import DataConfig
+from ecg_sweep.data.cache import load_signals
 from ecg_sweep.data.dataset import prepare
 from ecg_sweep.data.inspect import inspect_dataset
 from ecg_sweep.data.ptbxl import load_metadata
 from ecg_sweep.data.records import read_record
-from ecg_sweep.errors import DataError
+from ecg_sweep.errors import DataError, EcgSweepError, LockTimeoutError
 from tests.conftest import REPO, run_cli
 
 TEST_RECORD = "records100/06000/06381_lr"  # ecg_id 6381, strat_fold 10 (the test fold)
@@ -289,6 +293,34 @@ def test_non_finite_or_zero_gain_and_rate_are_refused(real30_copy, tmp_path, edi
     assert _no_entries(tmp_path / "cache")
 
 
+def _flatten_lead(root: Path, rel: str, lead: int, value: int = 0) -> None:
+    dat = _dat(root, rel)
+    x = np.fromfile(dat, dtype="<i2").reshape(-1, 12)
+    x[:, lead] = value
+    x.tofile(dat)
+
+
+def test_flat_leads_are_reported_by_inspect(real30_copy, tmp_path, caplog):
+    _flatten_lead(real30_copy, TEST_RECORD, 8)  # V3 all zero
+    _flatten_lead(real30_copy, TRAIN_RECORD, 0, 123)  # lead I constant, not zero
+    _flatten_lead(real30_copy, TRAIN_RECORD, 11, -5)
+    r = run_cli("data", "inspect", str(real30_copy), "--json")
+    assert r.returncode == 0, r.stderr  # a warning, not a bad record
+    report = json.loads(r.stdout)
+    assert report["bad_records"] == []
+    warned = {w["ecg_id"]: w["warning"] for w in report["warnings"]}
+    assert warned == {
+        841: "flat lead(s) I, V6: constant signal",
+        6381: "flat lead(s) V3: constant signal",
+    }
+    r = run_cli("data", "inspect", str(real30_copy))
+    assert r.returncode == 0 and "warning: record 6381" in r.stdout
+    with caplog.at_level("WARNING"):
+        data = prepare(DataConfig(root=real30_copy, cache_dir=tmp_path / "cache"))
+    assert "2 record(s) kept despite a warning" in caplog.text
+    assert 6381 in data.test.ecg_ids
+
+
 def test_non_numeric_ecg_id_is_one_line(real30_copy):
     """Before the fix: ValueError traceback, exit 1."""
     _edit_db(
@@ -323,6 +355,290 @@ def test_huge_header_token_gives_a_short_line(real30_copy):
     with pytest.raises(DataError) as exc:
         read_record(real30_copy / TEST_RECORD, 100, root=real30_copy)
     _one_line(str(exc.value), 400)
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    return r.returncode == 0
+
+
+_BUILD = """
+import sys
+from ecg_sweep.data.cache import load_signals
+from ecg_sweep.data.ptbxl import load_metadata
+from ecg_sweep.errors import EcgSweepError
+try:
+    load_signals(load_metadata(sys.argv[1]), 100, sys.argv[2], workers=int(sys.argv[3]))
+except EcgSweepError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+print("built")
+"""
+
+
+def _build_in_subprocess(
+    root: Path, cache: Path, workers: int, timeout: float = 120, script=_BUILD
+):
+    return subprocess.run(
+        [sys.executable, "-c", script, str(root), str(cache), str(workers)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["serial", "parallel"])
+def test_full_disk_on_a_real_small_tmpfs(real30, synth_sweep, tmp_path, workers):
+    """The reported fault itself: Bus error (serial) / a hang (parallel) on a full tmpfs.
+
+    Needs mount privileges (root); CI without them runs the patched tests below instead.
+    """
+    cache = tmp_path / "full"
+    if not _tmpfs(cache, "256k"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        root = real30 if workers == 1 else synth_sweep  # >= 400 records: the parallel path
+        r = _build_in_subprocess(root, cache, workers, timeout=120)
+        assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no space left to write the signal cache" in lines[0]
+        assert str(cache) in lines[0]
+        assert _no_entries(cache), list(cache.iterdir())  # no temp folder left behind
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)
+
+
+def test_no_space_when_reserving_is_one_line(real30, tmp_path, monkeypatch):
+    """Without mount rights: the reservation fails the way posix_fallocate does on a full disk."""
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(DataError, match="no space left to write the signal cache") as exc:
+        load_signals(load_metadata(real30), 100, tmp_path)
+    _one_line(str(exc.value))
+    assert "MB" in str(exc.value)
+    assert _no_entries(tmp_path)
+    # the lock was released: a later build succeeds at once
+    monkeypatch.undo()
+    assert load_signals(load_metadata(real30), 100, tmp_path, lock_timeout=5).created
+
+
+def test_cache_reserves_its_whole_size_before_decoding(real30, tmp_path, monkeypatch):
+    calls = []
+    real = os.posix_fallocate
+
+    def spy(fd, offset, length):
+        calls.append((offset, length))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(os, "posix_fallocate", spy)
+    c = load_signals(load_metadata(real30), 100, tmp_path)
+    size = (c.path / "signals.npy").stat().st_size
+    assert calls == [(0, size)]
+    assert os.stat(c.path / "signals.npy").st_blocks * 512 >= size  # really allocated, not sparse
+
+
+_DYING_WORKERS = """
+import os, signal, sys
+import ecg_sweep.data.cache as cache
+from ecg_sweep.data.ptbxl import load_metadata
+from ecg_sweep.errors import EcgSweepError
+
+def die(args):  # what a SIGBUS on a full disk (or the OOM killer) does to a worker
+    os.kill(os.getpid(), signal.SIGKILL)
+
+cache._decode_chunk = die
+try:
+    cache.load_signals(load_metadata(sys.argv[1]), 100, sys.argv[2], workers=int(sys.argv[3]))
+except EcgSweepError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_dead_decode_workers_end_the_build_instead_of_hanging(synth_sweep, tmp_path):
+    """Before the fix (multiprocessing.Pool): the parent waited forever, holding the lock."""
+    cache = tmp_path / "cache"
+    try:
+        r = _build_in_subprocess(synth_sweep, cache, 2, timeout=90, script=_DYING_WORKERS)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the cache build hung after its workers died")
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "worker process died" in lines[0], lines
+    assert _no_entries(cache)
+
+
+_SLOW_WORKERS = """
+import sys, time
+import ecg_sweep.data.cache as cache
+from ecg_sweep.data.ptbxl import load_metadata
+
+def slow(args):
+    time.sleep(60)
+    return [], []
+
+cache._decode_chunk = slow
+try:
+    cache.load_signals(load_metadata(sys.argv[1]), 100, sys.argv[2], workers=2)
+except KeyboardInterrupt:
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_ends_a_parallel_build_promptly_and_leaves_nothing(synth_sweep, tmp_path):
+    """A guard more than a reproduction: Ctrl-C (SIGINT to the terminal's process group)."""
+    import signal
+
+    cache = tmp_path / "cache"
+    p = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WORKERS, str(synth_sweep), str(cache)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (cache.is_dir() and any(".tmp-" in q.name for q in cache.iterdir())):
+            assert time.monotonic() < deadline and p.poll() is None, "the build did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)  # the workers are inside their (60 s) chunks now
+        t = time.monotonic()
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        assert time.monotonic() - t < 15
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 130, err[-2000:]
+    assert "error: interrupted" in err
+    assert _no_entries(cache)
+
+
+def test_waiting_for_the_cache_lock_times_out_with_a_clear_line(real30, tmp_path, monkeypatch):
+    """Before the fix a waiter blocked forever; now it gives up and names the lock and holder."""
+    meta = load_metadata(real30)
+    name = cache_mod._entry_name(meta, 100, cache_mod.fingerprint(meta, 100))
+    lock = tmp_path / f"{name}.lock"
+    monkeypatch.setenv("ECG_SWEEP_LOCK_TIMEOUT", "0.5")
+    result: dict = {}
+
+    def waiter():
+        try:
+            load_signals(meta, 100, tmp_path)
+            result["ok"] = True
+        except EcgSweepError as e:
+            result["error"] = e
+
+    with file_lock(lock):  # another process building (a second open file: flock conflicts)
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "load_signals waited for the lock without a timeout"
+    err = result.get("error")
+    assert isinstance(err, LockTimeoutError), result
+    assert str(lock) in str(err) and f"held by process {os.getpid()}" in str(err)
+    _one_line(str(err))
+    assert load_signals(meta, 100, tmp_path).created  # free again
+
+
+def test_stale_temp_folders_are_cleaned_up(real30, tmp_path):
+    meta = load_metadata(real30)
+    name = cache_mod._entry_name(meta, 100, cache_mod.fingerprint(meta, 100))
+    own = tmp_path / f".{name}.tmp-crashed"  # a crashed build of this very entry
+    old = tmp_path / ".other-100hz-0123456789abcdef.tmp-old"  # another entry's, 2 h old
+    young = tmp_path / ".other-100hz-0123456789abcdef.tmp-young"  # maybe a build right now
+    for p in (own, old, young):
+        p.mkdir()
+        (p / "signals.npy").write_bytes(b"\0" * 1000)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    load_signals(meta, 100, tmp_path)
+    assert not own.exists() and not old.exists()
+    assert young.exists()
+
+
+def _record_syscalls(monkeypatch) -> list[tuple[str, str]]:
+    """Log fsync (of which path) and rename/replace calls, in order."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(a, b, *args, **kw):
+        events.append(("rename", str(b)))
+        return real_rename(a, b, *args, **kw)
+
+    def replace(a, b, *args, **kw):
+        events.append(("rename", str(b)))
+        return real_replace(a, b, *args, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_cache_entry_is_fsynced_before_and_after_the_rename(real30, tmp_path, monkeypatch):
+    events = _record_syscalls(monkeypatch)
+    c = load_signals(load_metadata(real30), 100, tmp_path)
+    renames = [i for i, e in enumerate(events) if e == ("rename", str(c.path))]
+    assert len(renames) == 1
+    before = {Path(p).name for kind, p in events[: renames[0]] if kind == "fsync"}
+    assert {"signals.npy", "index.json"} <= before
+    assert any(
+        p.startswith(str(tmp_path / f".{c.path.name}.tmp-")) for _, p in events[: renames[0]]
+    )
+    assert ("fsync", str(tmp_path)) in events[renames[0] :]  # the folder holding the new name
+
+
+def _corrupt_index(entry: Path) -> None:
+    (entry / "index.json").write_text('{"format": 2, "ecg_ids": [1, 2')  # a crash mid-write
+
+
+def _empty_index(entry: Path) -> None:
+    (entry / "index.json").write_bytes(b"")  # the classic un-fsynced file after a power cut
+
+
+def _truncate_signals(entry: Path) -> None:
+    npy = entry / "signals.npy"
+    with open(npy, "r+b") as fh:
+        fh.truncate(npy.stat().st_size // 2)
+
+
+def _drop_signals(entry: Path) -> None:
+    (entry / "signals.npy").unlink()
+
+
+@pytest.mark.parametrize("damage", [_corrupt_index, _empty_index, _truncate_signals, _drop_signals])
+def test_unreadable_cache_entry_counts_as_missing_and_is_rebuilt(real30, tmp_path, damage):
+    """Before the fix: a JSONDecodeError / ValueError traceback on every later run."""
+    meta = load_metadata(real30)
+    first = load_signals(meta, 100, tmp_path)
+    expected = np.asarray(first.signals).copy()
+    del first
+    damage(_entry(tmp_path))
+    again = load_signals(meta, 100, tmp_path)
+    assert again.created
+    np.testing.assert_array_equal(np.asarray(again.signals), expected)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _entry(cache: Path) -> Path:
+    (entry,) = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return entry
 
 
 def test_lock_file_deleted_while_waiting_is_not_shared(tmp_path):

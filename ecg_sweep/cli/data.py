@@ -91,6 +91,8 @@ def inspect(
         out.print(f"records: {report['records']}, labelled: {report['labelled']}")
         for b in report["bad_records"]:
             out.print(f"bad record {b['ecg_id']}: {b['path']}: {b['error']}", markup=False)
+        for w in report["warnings"]:
+            out.print(f"warning: record {w['ecg_id']}: {w['path']}: {w['warning']}", markup=False)
     if report["bad_records"]:
         console.print(f"{len(report['bad_records'])} bad record(s) in {report['root']}")
         raise typer.Exit(1)
