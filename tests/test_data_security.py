@@ -24,7 +24,7 @@ import pytest
 import ecg_sweep.data.cache as cache_mod
 from ecg_sweep._locks import file_lock
 from ecg_sweep.config import DataConfig
-from ecg_sweep.data.cache import load_signals
+from ecg_sweep.data.cache import list_entries, load_signals, prune_cache
 from ecg_sweep.data.dataset import prepare
 from ecg_sweep.data.inspect import inspect_dataset
 from ecg_sweep.data.ptbxl import load_metadata
@@ -567,6 +567,18 @@ def test_stale_temp_folders_are_cleaned_up(real30, tmp_path):
     assert young.exists()
 
 
+def test_a_build_in_progress_keeps_its_temp_folder(real30, tmp_path):
+    """An old temp folder whose entry lock is held belongs to a live build: left alone."""
+    busy = tmp_path / ".busy-100hz-0123456789abcdef.tmp-x"
+    busy.mkdir()
+    os.utime(busy, (0, 0))
+    with file_lock(tmp_path / "busy-100hz-0123456789abcdef.lock"):
+        load_signals(load_metadata(real30), 100, tmp_path)
+        assert busy.exists()
+        assert prune_cache(tmp_path) == []
+    assert [e.path for e in prune_cache(tmp_path)] == [busy]
+
+
 def _record_syscalls(monkeypatch) -> list[tuple[str, str]]:
     """Log fsync (of which path) and rename/replace calls, in order."""
     events: list[tuple[str, str]] = []
@@ -639,6 +651,70 @@ def test_unreadable_cache_entry_counts_as_missing_and_is_rebuilt(real30, tmp_pat
 def _entry(cache: Path) -> Path:
     (entry,) = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return entry
+
+
+def test_cache_list_and_prune(real30_copy, tmp_path):
+    cache = tmp_path / "cache"
+    meta = load_metadata(real30_copy)
+    old = load_signals(meta, 100, cache).path
+    # the dataset changes: the old entry is stale, a new one is built
+    dat = _dat(real30_copy, TEST_RECORD)
+    dat.write_bytes(dat.read_bytes())
+    os.utime(dat, ns=(1, 1))
+    new = load_signals(load_metadata(real30_copy), 100, cache).path
+    assert new != old
+    broken = cache / "gone-100hz-0000000000000000"
+    broken.mkdir()
+    (broken / "index.json").write_text("{")
+    leftover = cache / f".{new.name}.tmp-crashed"
+    leftover.mkdir()
+    os.utime(leftover, (0, 0))
+
+    r = run_cli("data", "cache", "--list", "--json", "--cache-dir", str(cache))
+    assert r.returncode == 0, r.stderr
+    status = {Path(e["path"]).name: e["status"] for e in json.loads(r.stdout)}
+    assert status == {
+        old.name: "stale: dataset changed since",
+        new.name: "current",
+        broken.name: "unreadable",
+        leftover.name: "temporary",
+    }
+    r = run_cli("data", "cache", "--cache-dir", str(cache))  # --list is the default
+    assert r.returncode == 0 and "current" in r.stdout and "removable" in r.stdout
+
+    r = run_cli("data", "cache", "--prune", "--dry-run", "--cache-dir", str(cache))
+    assert r.returncode == 0 and "would remove 3 item(s)" in r.stdout
+    assert old.exists() and broken.exists() and leftover.exists()
+
+    r = run_cli("data", "cache", "--prune", "--cache-dir", str(cache))
+    assert r.returncode == 0, r.stderr
+    assert "removed 3 item(s)" in r.stdout
+    assert sorted(p.name for p in cache.iterdir()) == [new.name, f"{new.name}.lock"]
+    assert not load_signals(load_metadata(real30_copy), 100, cache).created  # still reused
+
+    # a dataset folder that is gone makes its entries stale; --older-than removes unused ones
+    r = run_cli("data", "cache", "--prune", "--older-than", "0", "--cache-dir", str(cache))
+    assert r.returncode == 0 and "removed 1 item(s)" in r.stdout
+    assert list(cache.iterdir()) == []
+
+
+def test_cache_prune_of_a_deleted_dataset(real30_copy, tmp_path):
+    cache = tmp_path / "cache"
+    load_signals(load_metadata(real30_copy), 100, cache)
+    import shutil
+
+    shutil.rmtree(real30_copy)
+    (entry,) = list_entries(cache)
+    assert entry.status == "stale: dataset folder is gone"
+    assert [e.path for e in prune_cache(cache)] == [entry.path]
+    assert list(cache.iterdir()) == []
+
+
+def test_cache_command_rejects_conflicting_flags(tmp_path):
+    r = run_cli("data", "cache", "--list", "--prune", "--cache-dir", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "--list and --prune" in r.stderr
+    r = run_cli("data", "cache", "--older-than", "3", "--cache-dir", str(tmp_path))
+    assert r.returncode == 2 and "only go with --prune" in r.stderr
 
 
 def test_lock_file_deleted_while_waiting_is_not_shared(tmp_path):

@@ -20,7 +20,7 @@ Failure behaviour (each one tested):
   breaks the pool and the build stops with one line, instead of the parent waiting forever.
 - Waiting for another process's build has a timeout (``ECG_SWEEP_LOCK_TIMEOUT``, seconds) and
   the message names the lock file and the pid holding it.
-- Temporary folders of crashed builds are removed by the next build.
+- Temporary folders of crashed builds are removed by the next build (or ``data cache --prune``).
 - Everything is fsynced before the rename that publishes it, and the folder after it; an entry
   whose index or signals cannot be read (a crash, a truncated copy) counts as missing and is
   rebuilt.
@@ -56,10 +56,13 @@ __all__ = [
     "SignalCache",
     "BadRecord",
     "RecordWarning",
+    "CacheEntry",
     "default_cache_dir",
     "load_signals",
     "scan_records",
     "fingerprint",
+    "list_entries",
+    "prune_cache",
 ]
 
 log = logging.getLogger(__name__)
@@ -314,7 +317,7 @@ def load_signals(
     if cache is None:
         cache = _build_locked(entry, meta, sampling_rate, on_bad_record, workers, progress, timeout)
     else:
-        with contextlib.suppress(OSError):  # the folder mtime records the last use
+        with contextlib.suppress(OSError):  # last use, for `data cache --list/--prune`
             os.utime(entry)
     if cache.bad and on_bad_record == "error":
         _raise_bad(cache.bad)
@@ -501,7 +504,7 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-# ----------------------------------------------------------------------------------- housekeeping
+# ------------------------------------------------------------------------- housekeeping / prune
 
 
 def _owner_of(name: str) -> str | None:
@@ -544,3 +547,153 @@ def _clean_stale_tmp(
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
     return removed
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry of a cache folder, as ``ecg-sweep data cache --list`` shows it."""
+
+    path: Path
+    size_bytes: int
+    last_used: float  # seconds since the epoch
+    root: str | None
+    sampling_rate: int | None
+    records: int | None
+    bad_records: int | None
+    status: str  # current | stale: ... | unreadable | temporary | unknown: ...
+
+    @property
+    def removable(self) -> bool:
+        return self.status != "current" and not self.status.startswith("unknown")
+
+    def as_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "last_used": self.last_used,
+            "root": self.root,
+            "sampling_rate": self.sampling_rate,
+            "records": self.records,
+            "bad_records": self.bad_records,
+            "status": self.status,
+        }
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_blocks * 512
+    return total
+
+
+def list_entries(cache_dir: str | Path | None = None) -> list[CacheEntry]:
+    """Every entry of ``cache_dir`` with its size, last use and whether its dataset still matches.
+
+    An entry is ``current`` when its dataset folder still exists and still has the same
+    fingerprint (same CSVs, same record files); ``stale: ...`` when the dataset changed, is gone,
+    or the entry was written by another version; ``unreadable`` when its index cannot be read.
+    """
+    from ecg_sweep.data.ptbxl import load_metadata
+
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if not cache_dir.is_dir():
+        return []
+    current_names: dict[tuple[str, int], str] = {}
+
+    def current_name(root: str, rate: int) -> str:
+        key = (root, rate)
+        if key not in current_names:
+            meta = load_metadata(root)
+            current_names[key] = _entry_name(meta, rate, fingerprint(meta, rate))
+        return current_names[key]
+
+    entries = []
+    for p in sorted(cache_dir.iterdir()):
+        if not p.is_dir() or p.is_symlink():
+            continue
+        st = p.stat()
+        if _owner_of(p.name) is not None:
+            entries.append(
+                CacheEntry(p, _tree_size(p), st.st_mtime, None, None, None, None, "temporary")
+            )
+            continue
+        root = rate = records = n_bad = None
+        try:
+            index = json.loads((p / "index.json").read_bytes())
+            root, rate = str(index["root"]), int(index["sampling_rate"])
+            records, n_bad = len(index["ecg_ids"]), len(index["bad_records"])
+            fmt = index.get("format")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            status = "unreadable"
+        else:
+            if fmt != _FORMAT_VERSION:
+                status = "stale: written by another ecg-sweep version"
+            elif not Path(root).is_dir():
+                status = "stale: dataset folder is gone"
+            else:
+                try:
+                    status = (
+                        "current"
+                        if current_name(root, rate) == p.name
+                        else "stale: dataset changed since"
+                    )
+                except (DataError, OSError) as e:
+                    status = f"unknown: dataset unreadable ({str(e)[:80]})"
+        entries.append(
+            CacheEntry(p, _tree_size(p), st.st_mtime, root, rate, records, n_bad, status)
+        )
+    return entries
+
+
+def prune_cache(
+    cache_dir: str | Path | None = None,
+    older_than_s: float | None = None,
+    dry_run: bool = False,
+) -> list[CacheEntry]:
+    """Remove stale and unreadable entries and leftovers of crashed builds; return them.
+
+    With ``older_than_s``, current entries not used for that long go too. Nothing whose build
+    lock is held (being built right now) is touched. A process that has an entry memory-mapped
+    keeps reading it (POSIX semantics); the next process that needs it rebuilds it.
+    """
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    now = time.time()
+    removed = []
+    for e in list_entries(cache_dir):
+        if e.status == "temporary":
+            owner = _owner_of(e.path.name) or ""
+            # a build touches its temp folder only at the start and the end: the lock says more
+            if _TMP_MARK in e.path.name and now - e.last_used < STALE_TMP_S:
+                continue
+        else:
+            owner = e.path.name
+            unused = older_than_s is not None and now - e.last_used > older_than_s
+            if not (e.removable or (unused and e.status == "current")):
+                continue
+        with try_file_lock(cache_dir / f"{owner}.lock") as free:
+            if not free:
+                continue
+            if not dry_run:
+                if e.status == "temporary":
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    _discard(e.path)
+        removed.append(e)
+    if not dry_run:
+        _remove_unused_locks(cache_dir)
+    return removed
+
+
+def _remove_unused_locks(cache_dir: Path) -> None:
+    """Delete ``<entry>.lock`` files whose entry is gone (safe: see ``file_lock``)."""
+    names = {p.name for p in cache_dir.iterdir()}
+    for lock in cache_dir.glob("*.lock"):
+        entry = lock.name[: -len(".lock")]
+        if entry in names or any(_owner_of(n) == entry for n in names):
+            continue
+        with try_file_lock(lock) as free:
+            if free:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
