@@ -616,6 +616,28 @@ def test_cache_entry_is_fsynced_before_and_after_the_rename(real30, tmp_path, mo
     assert ("fsync", str(tmp_path)) in events[renames[0] :]  # the folder holding the new name
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_checkpoint_is_fsynced_before_and_after_the_rename(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from ecg_sweep.models._classifier import save_checkpoint
+
+    model = SimpleNamespace(
+        info=SimpleNamespace(as_dict=lambda: {"model": "x"}),
+        state_dict=lambda: {"w": torch.arange(4.0)},
+    )
+    events = _record_syscalls(monkeypatch)
+    path = save_checkpoint(model, tmp_path / "ckpt" / "best.pt")
+    i = events.index(("rename", str(path)))
+    synced = [p for kind, p in events[:i] if kind == "fsync"]
+    assert len(synced) == 1 and Path(synced[0]).name.startswith(".best.pt.")
+    assert ("fsync", str(path.parent)) in events[i:]
+    assert torch.load(path, weights_only=True)["state_dict"]["w"].tolist() == [0, 1, 2, 3]
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]
+
+
 def _corrupt_index(entry: Path) -> None:
     (entry / "index.json").write_text('{"format": 2, "ecg_ids": [1, 2')  # a crash mid-write
 
