@@ -33,8 +33,6 @@ from ecg_sweep.errors import DataError, EcgSweepError, LockTimeoutError
 from tests.conftest import REPO, run_cli
 
 TEST_RECORD = "records100/06000/06381_lr"  # ecg_id 6381, strat_fold 10 (the test fold)
-
-
 TRAIN_RECORD = "records100/00000/00841_lr"  # ecg_id 841, strat_fold 2 (training)
 
 
@@ -69,6 +67,9 @@ def _one_line(text: str, limit: int = 400) -> None:
 
 def _no_entries(cache: Path) -> bool:
     return not cache.exists() or [p for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+
+
+# ---------------------------------------------------------------- item 3: what a record may read
 
 
 @pytest.mark.parametrize(
@@ -249,6 +250,9 @@ def test_record_paths_in_the_csv_are_checked(real30_copy, value, message):
     assert "6381" in str(exc.value)
 
 
+# ------------------------------------------------------------------- item 10: corrupt signals
+
+
 def _set_gain(value: str):
     def edit(lines):
         out = [lines[0]]
@@ -321,6 +325,9 @@ def test_flat_leads_are_reported_by_inspect(real30_copy, tmp_path, caplog):
     assert 6381 in data.test.ecg_ids
 
 
+# ------------------------------------------------------------ item 11: short one-line errors
+
+
 def test_non_numeric_ecg_id_is_one_line(real30_copy):
     """Before the fix: ValueError traceback, exit 1."""
     _edit_db(
@@ -355,6 +362,9 @@ def test_huge_header_token_gives_a_short_line(real30_copy):
     with pytest.raises(DataError) as exc:
         read_record(real30_copy / TEST_RECORD, 100, root=real30_copy)
     _one_line(str(exc.value), 400)
+
+
+# ------------------------------------------------------- item 2: full disk, dead workers, locks
 
 
 def _tmpfs(path: Path, size: str) -> bool:
@@ -579,6 +589,9 @@ def test_a_build_in_progress_keeps_its_temp_folder(real30, tmp_path):
     assert [e.path for e in prune_cache(tmp_path)] == [busy]
 
 
+# ---------------------------------------------- item 12: durable writes, unreadable entries
+
+
 def _record_syscalls(monkeypatch) -> list[tuple[str, str]]:
     """Log fsync (of which path) and rename/replace calls, in order."""
     events: list[tuple[str, str]] = []
@@ -673,6 +686,9 @@ def test_unreadable_cache_entry_counts_as_missing_and_is_rebuilt(real30, tmp_pat
 def _entry(cache: Path) -> Path:
     (entry,) = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return entry
+
+
+# ------------------------------------------------------------- item 12: data cache --list/--prune
 
 
 def test_cache_list_and_prune(real30_copy, tmp_path):
