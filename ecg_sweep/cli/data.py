@@ -66,11 +66,22 @@ def download(
     url: str = typer.Option(
         None, "--url", help="Override the PhysioNet URL (a mirror of the same zip)."
     ),
+    sums_sha256: str = typer.Option(
+        None,
+        "--sums-sha256",
+        help="Expected SHA-256 of the zip's SHA256SUMS.txt (default: the value pinned for "
+        "PTB-XL 1.0.3). Every extracted file is checked against that list.",
+    ),
 ) -> None:
     """Download PTB-XL 1.0.3 from PhysioNet (resumable), verify every file, extract atomically."""
-    from ecg_sweep.data.download import PTBXL_URL, download_ptbxl
+    from ecg_sweep.data.download import PTBXL_SUMS_SHA256, PTBXL_URL, download_ptbxl
 
-    root = download_ptbxl(out_dir, url or PTBXL_URL, show_progress=console.is_terminal)
+    root = download_ptbxl(
+        out_dir,
+        url or PTBXL_URL,
+        show_progress=console.is_terminal,
+        sums_sha256=sums_sha256 or PTBXL_SUMS_SHA256,
+    )
     out.print(f"PTB-XL ready at {root}  (use --data-dir {root})")
 
 
