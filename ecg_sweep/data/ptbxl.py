@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def _task(task: str) -> tuple[str, str | None]:
 MAX_SCP_CODES_CHARS = 10_000
 # filename_lr/_hr are like "records100/00000/00001_lr"; anything far longer is not a record path.
 MAX_RECORD_PATH_CHARS = 255
+_CLEAN_PATH = re.compile(r"[\w-]+(?:/[\w-]+)*")
+_DRIVE = re.compile(r"[A-Za-z]:")
 
 
 def _parse_scp(text: object, ecg_id: int, path: Path) -> dict[str, float]:
@@ -172,6 +175,19 @@ def _parse_ecg_ids(db: pd.DataFrame, path: Path) -> pd.Series:
     return ids
 
 
+def _record_key(rel: str) -> str | None:
+    """One spelling per file ("a//b", "./a/b", "a\\b" -> "a/b"); None if it leaves the folder."""
+    if _CLEAN_PATH.fullmatch(rel):  # records100/00000/00001_lr: the fast, common case
+        return rel
+    posix = rel.replace("\\", "/")
+    if posix.startswith("/") or _DRIVE.match(posix):
+        return None
+    parts = [p for p in posix.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
 def _check_record_paths(db: pd.DataFrame, path: Path) -> None:
     """filename_lr/_hr: relative paths inside the dataset, one record per path.
 
@@ -180,24 +196,23 @@ def _check_record_paths(db: pd.DataFrame, path: Path) -> None:
     """
     for column in ("filename_lr", "filename_hr"):
         seen: dict[str, int] = {}
-        for ecg_id, rel in zip(db["ecg_id"], db[column], strict=True):
+        for ecg_id, rel in zip(db["ecg_id"].tolist(), db[column].tolist(), strict=True):
             if not isinstance(rel, str):  # an empty cell: that record is missing at this rate
                 continue
             if len(rel) > MAX_RECORD_PATH_CHARS:
                 raise DataError(
                     f"{path}: ecg_id {ecg_id}: {column} is {len(rel):,} characters long: {clip(rel)}"
                 )
-            parts = rel.replace("\\", "/").split("/")
-            if rel.startswith(("/", "\\")) or ".." in parts or (len(rel) > 1 and rel[1] == ":"):
+            key = _record_key(rel)
+            if key is None:
                 raise DataError(
                     f"{path}: ecg_id {ecg_id}: {column} {clip(rel)} leaves the dataset folder "
                     "(absolute or '..'): refused"
                 )
-            key = "/".join(p for p in parts if p not in ("", "."))
-            other = seen.setdefault(key, int(ecg_id))
-            if other != int(ecg_id):
+            other = seen.setdefault(key, ecg_id)
+            if other != ecg_id:
                 raise DataError(
-                    f"{path}: ecg_id {ecg_id} and {other} name the same record {clip(rel)} in "
+                    f"{path}: ecg_id {other} and {ecg_id} name the same record {clip(rel)} in "
                     f"{column}: refused (one record's signal would be read for another)"
                 )
 
