@@ -707,6 +707,8 @@ def test_cache_list_and_prune(real30_copy, tmp_path):
     leftover = cache / f".{new.name}.tmp-crashed"
     leftover.mkdir()
     os.utime(leftover, (0, 0))
+    young = cache / ".other-100hz-0123456789abcdef.tmp-young"  # maybe a build running now
+    young.mkdir()
 
     r = run_cli("data", "cache", "--list", "--json", "--cache-dir", str(cache))
     assert r.returncode == 0, r.stderr
@@ -716,6 +718,7 @@ def test_cache_list_and_prune(real30_copy, tmp_path):
         new.name: "current",
         broken.name: "unreadable",
         leftover.name: "temporary",
+        young.name: "temporary, recent (a build may be running)",
     }
     r = run_cli("data", "cache", "--cache-dir", str(cache))  # --list is the default
     assert r.returncode == 0 and "current" in r.stdout and "removable" in r.stdout
@@ -727,13 +730,15 @@ def test_cache_list_and_prune(real30_copy, tmp_path):
     r = run_cli("data", "cache", "--prune", "--cache-dir", str(cache))
     assert r.returncode == 0, r.stderr
     assert "removed 3 item(s)" in r.stdout
-    assert sorted(p.name for p in cache.iterdir()) == [new.name, f"{new.name}.lock"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [new.name, f"{new.name}.lock", young.name]
+    )
     assert not load_signals(load_metadata(real30_copy), 100, cache).created  # still reused
 
     # a dataset folder that is gone makes its entries stale; --older-than removes unused ones
     r = run_cli("data", "cache", "--prune", "--older-than", "0", "--cache-dir", str(cache))
     assert r.returncode == 0 and "removed 1 item(s)" in r.stdout
-    assert list(cache.iterdir()) == []
+    assert [p.name for p in cache.iterdir()] == [young.name]
 
 
 def test_cache_prune_of_a_deleted_dataset(real30_copy, tmp_path):

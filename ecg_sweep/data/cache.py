@@ -459,12 +459,12 @@ def _build(
 def _disk_error(cache_dir: Path, e: OSError, needed: int) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         try:
-            free = f", {shutil.disk_usage(cache_dir).free / 1e6:,.0f} MB free"
+            free = f", {shutil.disk_usage(cache_dir).free / 1e6:,.1f} MB free"
         except OSError:
             free = ""
         return (
             f"{cache_dir}: no space left to write the signal cache (it needs "
-            f"{needed / 1e6:,.0f} MB{free}); free some space or point --cache-dir / "
+            f"{needed / 1e6:,.1f} MB{free}); free some space or point --cache-dir / "
             f"{CACHE_ENV} at a larger disk"
         )
     where = f" ({e.filename})" if e.filename else ""
@@ -562,11 +562,12 @@ class CacheEntry:
     sampling_rate: int | None
     records: int | None
     bad_records: int | None
-    status: str  # current | stale: ... | unreadable | temporary | unknown: ...
+    status: str  # current | stale: ... | unreadable | temporary[, recent...] | unknown: ...
 
     @property
     def removable(self) -> bool:
-        return self.status != "current" and not self.status.startswith("unknown")
+        """What ``--prune`` removes (unless its build lock is held)."""
+        return self.status == "temporary" or self.status.startswith(("stale", "unreadable"))
 
     def as_dict(self) -> dict:
         return {
@@ -617,8 +618,10 @@ def list_entries(cache_dir: str | Path | None = None) -> list[CacheEntry]:
             continue
         st = p.stat()
         if _owner_of(p.name) is not None:
+            recent = _TMP_MARK in p.name and time.time() - st.st_mtime < STALE_TMP_S
+            status = "temporary, recent (a build may be running)" if recent else "temporary"
             entries.append(
-                CacheEntry(p, _tree_size(p), st.st_mtime, None, None, None, None, "temporary")
+                CacheEntry(p, _tree_size(p), st.st_mtime, None, None, None, None, status)
             )
             continue
         root = rate = records = n_bad = None
@@ -664,21 +667,15 @@ def prune_cache(
     now = time.time()
     removed = []
     for e in list_entries(cache_dir):
-        if e.status == "temporary":
-            owner = _owner_of(e.path.name) or ""
-            # a build touches its temp folder only at the start and the end: the lock says more
-            if _TMP_MARK in e.path.name and now - e.last_used < STALE_TMP_S:
-                continue
-        else:
-            owner = e.path.name
-            unused = older_than_s is not None and now - e.last_used > older_than_s
-            if not (e.removable or (unused and e.status == "current")):
-                continue
+        unused = older_than_s is not None and now - e.last_used > older_than_s
+        if not (e.removable or (unused and e.status == "current")):
+            continue
+        owner = _owner_of(e.path.name) or e.path.name
         with try_file_lock(cache_dir / f"{owner}.lock") as free:
             if not free:
                 continue
             if not dry_run:
-                if e.status == "temporary":
+                if e.status.startswith("temporary"):
                     shutil.rmtree(e.path, ignore_errors=True)
                 else:
                     _discard(e.path)
