@@ -7,7 +7,31 @@ catch it like any exception. Programming errors stay ordinary exceptions with tr
 
 from __future__ import annotations
 
-__all__ = ["EcgSweepError", "DataError", "ConfigError", "TrackingError", "StorageError"]
+__all__ = [
+    "EcgSweepError",
+    "DataError",
+    "ConfigError",
+    "TrackingError",
+    "StorageError",
+    "LockTimeoutError",
+    "clip",
+]
+
+# The most characters of user-supplied text (a CSV cell, a header token, a zip member name) that
+# an error message quotes: enough to recognise the value, never a 400 KB "one-line" error.
+CLIP_CHARS = 120
+
+
+def clip(value: object, limit: int = CLIP_CHARS, *, bare: bool = False) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, saying how long the original was.
+
+    Newlines and control characters come out escaped (it is a repr), so the result is one line.
+    ``bare=True`` leaves a short, printable value unquoted (for names: ``NORMX``, not ``'NORMX'``).
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text if bare and text.isprintable() else repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 class EcgSweepError(Exception):
@@ -30,3 +54,7 @@ class TrackingError(EcgSweepError):
 
 class StorageError(EcgSweepError):
     """The Optuna storage is unreachable or inconsistent."""
+
+
+class LockTimeoutError(EcgSweepError):
+    """Waiting for an inter-process lock (the signal cache, a store's setup) took too long."""

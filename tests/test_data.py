@@ -129,11 +129,11 @@ def test_crash_mid_decode_leaves_no_cache(real30, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = cache_mod.read_record
 
-    def flaky(path, rate):
+    def flaky(path, rate, **kw):
         calls["n"] += 1
         if calls["n"] == 10:
             raise RuntimeError("disk on fire")
-        return real(path, rate)
+        return real(path, rate, **kw)
 
     monkeypatch.setattr(cache_mod, "read_record", flaky)
     with pytest.raises(RuntimeError):
@@ -198,12 +198,13 @@ def test_inspect_json_shape(real30):
     report = json.loads(r.stdout)
     assert set(report) == {
         "root", "records", "labelled", "sampling_rate", "folds", "classes", "bad_records",
+        "warnings",
     }  # fmt: skip
     assert report["records"] == 30 and report["labelled"] == 30
     assert report["folds"] == {str(f): report["folds"][str(f)] for f in range(1, 11)}
     assert report["folds"]["7"] == 0 and sum(report["folds"].values()) == 30
     assert report["classes"] == {"NORM": 16, "MI": 8, "STTC": 7, "CD": 6, "HYP": 6}
-    assert report["bad_records"] == []
+    assert report["bad_records"] == [] and report["warnings"] == []
 
 
 def test_inspect_reports_bad_records(real30_copy):

@@ -84,6 +84,8 @@ class Server:
     drop_after: int = 0
     stalls: int = 0  # on the first N requests, stop sending after drop_after bytes and hang
     ignore_range: bool = False
+    files: dict[str, bytes] = field(default_factory=dict)  # other paths served as they are
+    paths: list[str] = field(default_factory=list)  # every requested path
     ranges: list[str | None] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -94,6 +96,14 @@ def make_handler(state: Server) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            state.paths.append(self.path)
+            if self.path in state.files:
+                body = state.files[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             requested = self.headers.get("Range")
             state.ranges.append(requested)
             if state.status is not None:
@@ -162,8 +172,27 @@ def server() -> Iterator[Server]:
         thread.join(5)
 
 
+def sums_digest(payload: bytes) -> str:
+    """SHA-256 of the SHA256SUMS.txt inside a served zip (what a pinned value would be)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            for name in archive.namelist():
+                if name.endswith("SHA256SUMS.txt"):
+                    return hashlib.sha256(archive.read(name)).hexdigest()
+    except zipfile.BadZipFile:
+        pass
+    return "0" * 64
+
+
 def fetch(out: Path, server: Server, **kwargs: object) -> Path:
-    kwargs = {"show_progress": False, "chunk_size": 4096, "timeout": 5.0, **kwargs}
+    """download_ptbxl against the test server, pinning the served zip's own checksum list."""
+    kwargs = {
+        "show_progress": False,
+        "chunk_size": 4096,
+        "timeout": 5.0,
+        "sums_sha256": sums_digest(server.payload),
+        **kwargs,
+    }
     return download_ptbxl(out, server.url, **kwargs)
 
 
@@ -321,7 +350,9 @@ def test_unreachable_host(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/ptb-xl.zip"
     with pytest.raises(DataError, match=rf"cannot reach {re.escape(url)}"):
-        download_ptbxl(tmp_path / "ptbxl", url, show_progress=False, timeout=2.0)
+        download_ptbxl(
+            tmp_path / "ptbxl", url, show_progress=False, timeout=2.0, sums_sha256="0" * 64
+        )
     assert not (tmp_path / "ptbxl").exists()
 
 
@@ -403,3 +434,141 @@ def test_errors_are_one_line(tmp_path: Path, server: Server) -> None:
     with pytest.raises(DataError) as info:
         fetch(tmp_path / "ptbxl", server)
     assert "\n" not in str(info.value) and "ptbxl_database.csv" in str(info.value)
+
+
+# ------------------------------------------- issue 12 item 8: authenticity and size of the archive
+
+
+def _sums_file(payload: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        return next(archive.read(n) for n in archive.namelist() if n.endswith("SHA256SUMS.txt"))
+
+
+def test_without_a_pin_the_published_checksum_list_decides(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing pinned: the list PhysioNet publishes beside the zip (fetched on its own) must be
+    the one inside the archive; then the download goes through."""
+    monkeypatch.setattr(download, "PTBXL_SUMS_SHA256", None)
+    server.files["/SHA256SUMS.txt"] = _sums_file(server.payload)
+    sums_url = server.url.rsplit("/", 1)[0] + "/SHA256SUMS.txt"
+    out = download_ptbxl(tmp_path / "ptbxl", server.url, show_progress=False, sums_url=sums_url)
+    assert_dataset(out, dataset_files())
+
+
+def test_without_a_pin_a_list_other_than_the_published_one_is_refused(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mirror that re-lists a tampered file is caught by the published list."""
+    monkeypatch.setattr(download, "PTBXL_SUMS_SHA256", None)
+    server.files["/SHA256SUMS.txt"] = _sums_file(server.payload)
+    files = dataset_files()
+    files["records100/00000/00001_lr.dat"] = b"tampered" * 3000  # listed with its new hash
+    server.payload = make_zip(files)
+    sums_url = server.url.rsplit("/", 1)[0] + "/SHA256SUMS.txt"
+    with pytest.raises(DataError, match=r"SHA256SUMS\.txt has SHA-256 .* not the expected"):
+        download_ptbxl(tmp_path / "ptbxl", server.url, show_progress=False, sums_url=sums_url)
+    assert not (tmp_path / "ptbxl").exists()
+    assert_no_leftovers(tmp_path)
+
+
+def test_unreachable_published_list_fails_closed_before_the_zip(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing pinned and the published list cannot be fetched: nothing is downloaded."""
+    monkeypatch.setattr(download, "PTBXL_SUMS_SHA256", None)
+    sums_url = server.url.rsplit("/", 1)[0] + "/missing/SHA256SUMS.txt"
+    server.status = 404
+    with pytest.raises(DataError, match=r"refusing to download .*--sums-sha256") as info:
+        download_ptbxl(tmp_path / "ptbxl", server.url, show_progress=False, sums_url=sums_url)
+    assert sums_url in str(info.value) and "\n" not in str(info.value)
+    assert "/ptb-xl-1.0.3.zip" not in server.paths  # the zip was never requested
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pinned_value_is_used_by_default(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "PTBXL_SUMS_SHA256", sums_digest(server.payload))
+    out = download_ptbxl(tmp_path / "ptbxl", server.url, show_progress=False, chunk_size=4096)
+    assert_dataset(out, dataset_files())
+
+
+def test_checksum_list_other_than_the_pinned_one_is_refused(tmp_path: Path, server: Server) -> None:
+    """A mirror (or a man in the middle) cannot bring its own SHA256SUMS.txt: the pin decides."""
+    files = dataset_files()
+    files["records100/00000/00001_lr.dat"] = b"tampered" * 3000  # listed with its new hash
+    server.payload = make_zip(files)
+    pinned = sums_digest(make_zip(dataset_files()))
+    with pytest.raises(DataError, match=r"SHA256SUMS\.txt has SHA-256 .* not the expected") as info:
+        fetch(tmp_path / "ptbxl", server, sums_sha256=pinned)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "ptbxl").exists()
+    assert_no_leftovers(tmp_path)  # zip deleted, nothing extracted
+
+
+def test_bad_sums_sha256_value_is_one_line(tmp_path: Path, server: Server) -> None:
+    with pytest.raises(DataError, match="--sums-sha256 must be 64 hexadecimal digits"):
+        fetch(tmp_path / "ptbxl", server, sums_sha256="abc")
+    assert server.ranges == []
+
+
+def test_member_not_listed_in_sums_is_refused(tmp_path: Path, server: Server) -> None:
+    """Before the fix: extracted unchecked, and the command still said "verified"."""
+    server.payload = make_zip(
+        dataset_files(), extra_members={f"{TOP}/records100/00000/evil.py": b"import os\n"}
+    )
+    with pytest.raises(
+        DataError, match=r"not listed in SHA256SUMS\.txt .* records100/00000/evil\.py"
+    ):
+        fetch(tmp_path / "ptbxl", server)
+    assert not (tmp_path / "ptbxl").exists()
+    assert not list(tmp_path.rglob("evil.py"))
+    assert_no_leftovers(tmp_path)
+
+
+def test_archive_declaring_more_than_the_cap_is_refused_before_writing(
+    tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = []
+    real_open = open
+
+    def spy_open(file, mode="r", *args, **kwargs):  # noqa: ANN001
+        if "w" in mode and ".extracting-" in str(file):
+            written.append(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy_open)
+    monkeypatch.setattr(download, "MAX_EXTRACTED_BYTES", 50_000)  # the fixture holds ~105 KB
+    with pytest.raises(DataError, match=r"would extract to [\d,]+ bytes, more than the 50,000"):
+        fetch(tmp_path / "ptbxl", server)
+    assert written == []
+    assert not (tmp_path / "ptbxl").exists()
+    assert_no_leftovers(tmp_path)
+
+
+def test_zip_bomb_is_refused(tmp_path: Path, server: Server) -> None:
+    """The reported case at 1/100 scale: a small zip that expands 1000-fold, listed and all."""
+    files = dataset_files()
+    files["records500/00000/00002_hr.dat"] = bytes(3_000_000)  # deflates to ~3 KB
+    server.payload = make_zip(files)
+    assert len(server.payload) < 120_000
+    with pytest.raises(DataError, match="zip bomb"):
+        fetch(tmp_path / "ptbxl", server, max_bytes=1_000_000)
+    assert not (tmp_path / "ptbxl").exists()
+    assert_no_leftovers(tmp_path)
+
+
+def test_cli_without_a_pin_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import run_cli
+
+    if download.PTBXL_SUMS_SHA256 is not None:
+        pytest.skip("a checksum list is pinned in this version")
+    r = run_cli(
+        "data", "download", "--out", str(tmp_path / "ptbxl"), "--url", "http://127.0.0.1:9/x.zip"
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: refusing to download")
+    assert "--sums-sha256" in lines[0]
+    assert list(tmp_path.iterdir()) == []

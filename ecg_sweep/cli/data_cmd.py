@@ -1,20 +1,25 @@
-"""``ecg-sweep data ...``: synthesize, download and inspect PTB-XL folders."""
+"""``ecg-sweep data ...``: synthesize, download and inspect PTB-XL folders; manage the cache."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ecg_sweep.cli._common import console, out, progress_bar
-from ecg_sweep.cli.options import SamplingRate, Task, Workers
+from ecg_sweep.cli._common import console, out, path_or_none, progress_bar
+from ecg_sweep.cli.options import CacheDir, SamplingRate, Task, Workers
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Create, download and check PTB-XL dataset folders.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, download and check PTB-XL dataset folders; list and prune the signal cache.",
+    no_args_is_help=True,
+)
 
 
 @app.command("synth")
@@ -61,11 +66,22 @@ def download(
         str | None,
         typer.Option("--url", help="Override the PhysioNet URL (a mirror of the same zip)."),
     ] = None,
+    sums_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--sums-sha256",
+            help="Expected SHA-256 of the zip's SHA256SUMS.txt (default: the value pinned for "
+            "PTB-XL 1.0.3, else that of the list PhysioNet publishes beside the zip). Every "
+            "extracted file is checked against that list.",
+        ),
+    ] = None,
 ) -> None:
     """Download PTB-XL 1.0.3 from PhysioNet (resumable), verify every file, extract atomically."""
     from ecg_sweep.data.download import PTBXL_URL, download_ptbxl
 
-    root = download_ptbxl(out_dir, url or PTBXL_URL, show_progress=console.is_terminal)
+    root = download_ptbxl(
+        out_dir, url or PTBXL_URL, show_progress=console.is_terminal, sums_sha256=sums_sha256
+    )
     out.print(f"PTB-XL ready at {root}  (use --data-dir {root})")
 
 
@@ -100,6 +116,106 @@ def inspect(
         out.print(f"records: {report['records']}, labelled: {report['labelled']}")
         for b in report["bad_records"]:
             out.print(f"bad record {b['ecg_id']}: {b['path']}: {b['error']}", markup=False)
+        for w in report["warnings"]:
+            out.print(f"warning: record {w['ecg_id']}: {w['path']}: {w['warning']}", markup=False)
     if report["bad_records"]:
         console.print(f"{len(report['bad_records'])} bad record(s) in {report['root']}")
         raise typer.Exit(1)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
+
+
+def _ago(t: float) -> str:
+    s = max(time.time() - t, 0)
+    for unit, secs in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= secs:
+            return f"{s / secs:.0f} {unit} ago"
+    return "just now"
+
+
+@app.command("cache")
+def cache(
+    list_: Annotated[
+        bool,
+        typer.Option(
+            "--list", help="List the cache entries (the default when no action is given)."
+        ),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Remove entries whose dataset changed or is gone, unreadable entries, entries "
+            "of older versions and leftovers of crashed builds.",
+        ),
+    ] = False,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            min=0,
+            help="With --prune: also remove current entries not used for this many days.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --prune: only print what would be removed.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+    cache_dir: CacheDir = None,
+) -> None:
+    """List the decoded-signal cache, or prune entries no dataset uses any more."""
+    from ecg_sweep.data.cache import default_cache_dir, list_entries, prune_cache
+    from ecg_sweep.errors import ConfigError
+
+    if list_ and prune:
+        raise ConfigError("--list and --prune are exclusive: give one of them")
+    if (older_than is not None or dry_run) and not prune:
+        raise ConfigError("--older-than and --dry-run only go with --prune")
+    folder = path_or_none(cache_dir) or default_cache_dir()
+    if prune:
+        removed = prune_cache(
+            folder,
+            older_than_s=None if older_than is None else older_than * 86400,
+            dry_run=dry_run,
+        )
+        verb = "would remove" if dry_run else "removed"
+        if as_json:
+            out.print(json.dumps([e.as_dict() for e in removed], indent=2), markup=False)
+            return
+        for e in removed:
+            out.print(f"{verb} {e.path}  ({_size(e.size_bytes)}, {e.status})", markup=False)
+        total = sum(e.size_bytes for e in removed)
+        out.print(f"{verb} {len(removed)} item(s), {_size(total)} in {folder}", markup=False)
+        return
+    entries = list_entries(folder)
+    if as_json:
+        out.print(json.dumps([e.as_dict() for e in entries], indent=2), markup=False)
+        return
+    if not entries:
+        out.print(f"no cache entries in {folder}", markup=False)
+        return
+    table = Table(title=f"signal cache {folder}")
+    for col in ("entry", "dataset", "Hz", "records", "bad", "size", "last used", "status"):
+        table.add_column(
+            col, justify="right" if col in ("Hz", "records", "bad", "size") else "left"
+        )
+    for e in entries:
+        table.add_row(
+            escape(e.path.name),
+            escape(e.root or ""),
+            "" if e.sampling_rate is None else str(e.sampling_rate),
+            "" if e.records is None else str(e.records),
+            "" if e.bad_records is None else str(e.bad_records),
+            _size(e.size_bytes),
+            _ago(e.last_used),
+            escape(e.status),
+        )
+    out.print(table)
+    stale = [e for e in entries if e.removable]
+    out.print(
+        f"{len(entries)} entries, {_size(sum(e.size_bytes for e in entries))}; "
+        f"{len(stale)} removable ({_size(sum(e.size_bytes for e in stale))}) with --prune",
+        markup=False,
+    )

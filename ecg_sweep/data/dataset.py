@@ -130,6 +130,13 @@ def prepare(cfg: DataConfig, progress: Callable[[int, int], None] | None = None)
             ", ".join(f"{b.ecg_id} ({b.error})" for b in cache.bad[:10])
             + (" ..." if len(cache.bad) > 10 else ""),
         )
+    if cache.warnings:
+        log.warning(
+            "%d record(s) kept despite a warning (see `ecg-sweep data inspect`): %s",
+            len(cache.warnings),
+            ", ".join(f"{w.ecg_id} ({w.warning})" for w in cache.warnings[:5])
+            + (" ..." if len(cache.warnings) > 5 else ""),
+        )
     rec = meta.records
     usable = rec[
         (rec["labels"].map(len) > 0).to_numpy() & cache.ok[cache.rows(rec.index.to_numpy())]

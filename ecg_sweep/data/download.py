@@ -41,9 +41,15 @@ from rich.progress import (
 )
 
 from ecg_sweep import __version__
-from ecg_sweep.errors import DataError
+from ecg_sweep.errors import DataError, clip
 
-__all__ = ["PTBXL_URL", "download_ptbxl"]
+__all__ = [
+    "PTBXL_URL",
+    "PTBXL_SUMS_URL",
+    "PTBXL_SUMS_SHA256",
+    "MAX_EXTRACTED_BYTES",
+    "download_ptbxl",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,26 @@ PTBXL_URL = "https://physionet.org/static/published-projects/ptb-xl/ptb-xl-a-lar
 
 SUMS_FILE = "SHA256SUMS.txt"
 DATABASE_CSV = "ptbxl_database.csv"
+
+# The checksum list PhysioNet publishes beside the zip, fetched on its own over HTTPS from
+# physionet.org: the list inside the archive must be byte-identical to it. That turns "the files
+# match the list inside the zip" (integrity) into "the files are the ones PhysioNet published"
+# (authenticity, through PhysioNet's TLS certificate), whatever mirror `--url` names.
+PTBXL_SUMS_URL = "https://physionet.org/files/ptb-xl/1.0.3/SHA256SUMS.txt"
+# SHA-256 of PTB-XL 1.0.3's SHA256SUMS.txt, pinned in the code: when set it decides without any
+# request to PTBXL_SUMS_URL. NOT SET YET: this was written on machines without access to
+# physionet.org and the value could not be found in any other source (a guessed hash would be
+# worse than none). A maintainer fills it in from `sha256sum` of PTBXL_SUMS_URL, checked against
+# a second source. Users can pin it themselves with `--sums-sha256`.
+PTBXL_SUMS_SHA256: str | None = None
+# 1.0.3 extracts to about 3.2 GB (21,799 records: 120,000-byte .dat at 500 Hz, 24,000 at 100 Hz,
+# ~0.7 KB headers, ~15 MB of CSVs and lists); a zip that declares or writes more is refused.
+MAX_EXTRACTED_BYTES = 4 * 1024**3
+# 4 files per record + 6 others = 87,202 members in 1.0.3.
+MAX_MEMBERS = 100_000
+# SHA256SUMS.txt of 1.0.3 is about 8 MB (one line per file); read no more than this into memory.
+MAX_SUMS_BYTES = 64 * 1024**2
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 _USER_AGENT = f"ecg-sweep/{__version__} (+urllib)"
 # 408/429 and every 5xx are worth retrying; other 4xx (404, 403, 401) will not fix themselves.
@@ -74,6 +100,9 @@ def download_ptbxl(
     chunk_size: int = 1 << 20,
     retries: int = 3,
     timeout: float = 60.0,
+    sums_sha256: str | None = None,
+    sums_url: str = PTBXL_SUMS_URL,
+    max_bytes: int | None = None,
 ) -> Path:
     """Download PTB-XL into ``out``, verify it against its ``SHA256SUMS.txt`` and return ``out``.
 
@@ -84,6 +113,13 @@ def download_ptbxl(
     member listed in ``SHA256SUMS.txt`` is hashed; only when all hashes match and no listed file is
     missing is the folder renamed to ``out``, so ``out`` is never half-extracted. The zip is deleted
     afterwards (and also when it fails verification, so the next call downloads it afresh).
+
+    Before anything is extracted, ``SHA256SUMS.txt`` itself must be the published one: its SHA-256
+    must be ``sums_sha256``, else the pinned :data:`PTBXL_SUMS_SHA256`, else that of the list
+    PhysioNet publishes at ``sums_url`` (fetched over HTTPS before the zip); every file of the
+    archive must
+    be listed in it (an unlisted file is refused, not extracted unchecked), and the archive may
+    not hold more than ``max_bytes`` (:data:`MAX_EXTRACTED_BYTES`) or :data:`MAX_MEMBERS` files.
 
     If ``out`` already holds a dataset (``SHA256SUMS.txt`` and ``ptbxl_database.csv``) it is
     returned at once, without any network access.
@@ -97,6 +133,11 @@ def download_ptbxl(
         chunk_size: Bytes per read from the network and from zip members.
         retries: How many times to retry after a transient failure (0: try once).
         timeout: Socket timeout in seconds, for connecting and for each read.
+        sums_sha256: Expected SHA-256 (hex) of the archive's ``SHA256SUMS.txt``; default the
+            pinned :data:`PTBXL_SUMS_SHA256`, else the digest of the list at ``sums_url``.
+        sums_url: Where the published checksum list is fetched when nothing is pinned; if it
+            cannot be fetched, nothing is downloaded (fails closed, naming ``--sums-sha256``).
+        max_bytes: Most bytes the archive may extract to; default :data:`MAX_EXTRACTED_BYTES`.
 
     Returns:
         The dataset root: ``out`` as an absolute path.
@@ -104,12 +145,15 @@ def download_ptbxl(
     Raises:
         DataError: One line naming the URL or file: HTTP 403/404, unreachable host, retries
             exhausted, not a zip, a checksum mismatch, a missing ``SHA256SUMS.txt`` or listed file,
-            an unsafe member path, ``out`` occupied by something else, or a disk error.
+            a ``SHA256SUMS.txt`` that is not the published one, an unlisted file, an archive larger
+            than the cap, an unsafe member path, ``out`` occupied by something else, an
+            unreachable published checksum list, or a disk error.
     """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
+    limit = MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes
     out = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
     if not out.name:
         raise DataError(f"cannot download PTB-XL into {out}: choose a folder, not a drive root")
@@ -130,6 +174,8 @@ def download_ptbxl(
                 f"PTB-XL dataset ({SUMS_FILE} and {DATABASE_CSV}); choose another folder"
             )
 
+    # Decided before the zip is requested or any disk is used.
+    expected_sums = _expected_sums(sums_sha256, url, sums_url, timeout, retries, say)
     zip_path = out.with_name(out.name + ".zip")
     part_path = out.with_name(out.name + ".zip.part")
     try:
@@ -156,12 +202,59 @@ def download_ptbxl(
                 raise DataError(
                     f"cannot rename {part_path} to {zip_path}: {e.strerror or e}"
                 ) from None
-        _extract_verified(zip_path, out, progress, chunk_size)
+        _extract_verified(zip_path, out, progress, chunk_size, expected_sums, limit)
 
     with contextlib.suppress(OSError):
         zip_path.unlink()
     say(f"PTB-XL verified and extracted to {out}")
     return out
+
+
+def _expected_sums(
+    given: str | None,
+    url: str,
+    sums_url: str,
+    timeout: float,
+    retries: int,
+    say: Callable[[str], None],
+) -> str:
+    """The SHA-256 the archive's SHA256SUMS.txt must have: given, pinned, or published."""
+    value = given if given is not None else PTBXL_SUMS_SHA256
+    if value is None:
+        data = _fetch_published_sums(sums_url, url, timeout, retries)
+        value = hashlib.sha256(data).hexdigest()
+        say(f"{SUMS_FILE} published at {sums_url}: SHA-256 {value}")
+    value = value.strip().lower()
+    if not _SHA256_HEX.fullmatch(value):
+        raise DataError(f"--sums-sha256 must be 64 hexadecimal digits, not {clip(value, 80)}")
+    return value
+
+
+def _fetch_published_sums(sums_url: str, url: str, timeout: float, retries: int) -> bytes:
+    """The checksum list published at ``sums_url`` (at most MAX_SUMS_BYTES), retried like the zip."""
+    last = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(_BACKOFF_S * 2 ** (attempt - 1), _BACKOFF_MAX_S))
+        request = urllib.request.Request(sums_url, headers={"User-Agent": _USER_AGENT})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                data = response.read(MAX_SUMS_BYTES + 1)
+            if len(data) > MAX_SUMS_BYTES:
+                last = f"larger than {MAX_SUMS_BYTES} bytes"
+                break
+            return data
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}"
+            if e.code < 500 and e.code not in _TRANSIENT_HTTP:
+                break
+        except (urllib.error.URLError, OSError) as e:
+            last = _describe(getattr(e, "reason", e))
+    raise DataError(
+        f"refusing to download {clip(url, 120)}: cannot fetch the published checksum list "
+        f"{clip(sums_url, 120)} ({last}) to authenticate it; retry, or pass --sums-sha256 "
+        f"<sha256 of PTB-XL 1.0.3's {SUMS_FILE} from a source you trust>"
+    )
 
 
 def _is_dataset(folder: Path) -> bool:
@@ -311,17 +404,27 @@ def _unlink(path: Path) -> None:
 # ------------------------------------------------------------------------------ verify + extract
 
 
-def _extract_verified(zip_path: Path, out: Path, progress: Progress, chunk_size: int) -> None:
+def _extract_verified(
+    zip_path: Path,
+    out: Path,
+    progress: Progress,
+    chunk_size: int,
+    expected_sums: str,
+    max_bytes: int,
+) -> None:
     """Extract ``zip_path`` to ``out`` via a temporary sibling, hashing every member on the way.
 
     A zip that fails verification is deleted; a disk error keeps it (the bytes are fine).
     """
     try:
         with zipfile.ZipFile(zip_path) as archive:
-            members, sums = _plan(archive, zip_path)
+            members, sums = _plan(archive, zip_path, expected_sums, max_bytes)
+            _check_free_space(out.parent, sum(i.file_size for i in members.values()))
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.extracting-", dir=out.parent))
             try:
-                _extract_members(archive, members, sums, tmp, zip_path, progress, chunk_size)
+                _extract_members(
+                    archive, members, sums, tmp, zip_path, progress, chunk_size, max_bytes
+                )
                 if out.is_dir():
                     out.rmdir()  # empty (checked by the caller); rename() needs it gone on Windows
                 os.rename(tmp, out)
@@ -344,14 +447,24 @@ class _CorruptArchive(Exception):
 
 
 def _plan(
-    archive: zipfile.ZipFile, zip_path: Path
+    archive: zipfile.ZipFile, zip_path: Path, expected_sums: str, max_bytes: int
 ) -> tuple[dict[str, zipfile.ZipInfo], dict[str, str]]:
-    """Map dataset-relative paths to members, and parse ``SHA256SUMS.txt``; check before writing."""
+    """Map dataset-relative paths to members, and parse ``SHA256SUMS.txt``; check before writing.
+
+    Refuses (before anything is written): unsafe paths, too many members or bytes, a checksum
+    list that is not the pinned one, listed files that are missing, and files that are not listed.
+    """
     infos = [i for i in archive.infolist() if not i.filename.startswith("__MACOSX/")]
+    if len(infos) > MAX_MEMBERS:
+        raise _CorruptArchive(
+            f"{zip_path} holds {len(infos):,} files, more than the {MAX_MEMBERS:,} of PTB-XL; "
+            "deleted it"
+        )
     for info in infos:
         if not _is_safe_member(info.filename):
             raise _CorruptArchive(
-                f"{zip_path}: refusing unsafe member path {info.filename!r} (absolute or '..'); deleted it"
+                f"{zip_path}: refusing unsafe member path {clip(info.filename)} (absolute or "
+                "'..'); deleted it"
             )
     names = {i.filename for i in infos}
     tops = {name.split("/", 1)[0] for name in names}
@@ -370,16 +483,53 @@ def _plan(
         for info in infos
         if not info.is_dir() and info.filename.startswith(prefix)
     }
-    sums = _parse_sums(archive.read(prefix + SUMS_FILE), zip_path)
+    declared = sum(i.file_size for i in members.values())
+    if declared > max_bytes:
+        raise _CorruptArchive(
+            f"{zip_path} would extract to {declared:,} bytes, more than the {max_bytes:,} "
+            "PTB-XL needs (a zip bomb or not PTB-XL); deleted it"
+        )
+    sums_info = archive.getinfo(prefix + SUMS_FILE)
+    if sums_info.file_size > MAX_SUMS_BYTES:
+        raise _CorruptArchive(
+            f"{zip_path}: {SUMS_FILE} is {sums_info.file_size:,} bytes, not PTB-XL's; deleted it"
+        )
+    sums_bytes = archive.read(sums_info)
+    actual = hashlib.sha256(sums_bytes).hexdigest()
+    if actual != expected_sums:
+        raise _CorruptArchive(
+            f"{zip_path}: its {SUMS_FILE} has SHA-256 {actual[:16]}..., not the expected "
+            f"{expected_sums[:16]}... of PTB-XL 1.0.3 (another release, or tampered with); "
+            "deleted it"
+        )
+    sums = _parse_sums(sums_bytes, zip_path)
     missing = sorted(set(sums) - set(members))
     if missing:
         raise _CorruptArchive(
             f"{zip_path}: {len(missing)} file(s) listed in {SUMS_FILE} are missing from the "
-            f"archive, e.g. {missing[0]}; deleted it"
+            f"archive, e.g. {clip(missing[0], bare=True)}; deleted it"
+        )
+    unlisted = sorted(set(members) - set(sums) - {SUMS_FILE})
+    if unlisted:
+        raise _CorruptArchive(
+            f"{zip_path}: {len(unlisted)} file(s) in the archive are not listed in {SUMS_FILE} "
+            f"and cannot be verified, e.g. {clip(unlisted[0], bare=True)}; deleted it"
         )
     if DATABASE_CSV not in members:
         raise _CorruptArchive(f"{zip_path} holds no {DATABASE_CSV}: not PTB-XL; deleted it")
     return members, sums
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # unknown: extraction reports ENOSPC itself
+    if free < needed:
+        raise DataError(
+            f"cannot extract PTB-XL into {folder}: it needs {needed / 1e9:,.2f} GB and only "
+            f"{free / 1e9:,.2f} GB are free"
+        )
 
 
 def _is_safe_member(name: str) -> bool:
@@ -401,7 +551,8 @@ def _parse_sums(data: bytes, zip_path: Path) -> dict[str, str]:
         match = _SUMS_LINE.fullmatch(line)
         if not match:
             raise _CorruptArchive(
-                f"{zip_path}: {SUMS_FILE} line {lineno} is not '<sha256>  <path>': {line[:80]!r}; deleted it"
+                f"{zip_path}: {SUMS_FILE} line {lineno} is not '<sha256>  <path>': "
+                f"{clip(line, 80)}; deleted it"
             )
         digest, path = match.groups()
         sums[str(PurePosixPath(path.strip()))] = digest.lower()
@@ -418,26 +569,37 @@ def _extract_members(
     zip_path: Path,
     progress: Progress,
     chunk_size: int,
+    max_bytes: int,
 ) -> None:
-    """Write every member under ``dest_root`` and hash it in the same pass (one read per member)."""
+    """Write every member under ``dest_root`` and hash it in the same pass (one read per member).
+
+    Counts the bytes actually written, whatever the zip's headers declare, against ``max_bytes``.
+    """
     task = progress.add_task(
         "Verifying + extracting", total=sum(i.file_size for i in members.values())
     )
     root = dest_root.resolve()
+    written = 0
     for rel, info in members.items():
         dest = dest_root / rel
         if not dest.resolve().is_relative_to(root):  # belt and braces after _is_safe_member
-            raise _CorruptArchive(f"{zip_path}: refusing unsafe member path {info.filename!r}")
+            raise _CorruptArchive(f"{zip_path}: refusing unsafe member path {clip(info.filename)}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         with archive.open(info) as src, open(dest, "wb") as dst:
             while chunk := src.read(chunk_size):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise _CorruptArchive(
+                        f"{zip_path} expands beyond {max_bytes:,} bytes while extracting "
+                        f"{clip(rel, bare=True)} (a zip bomb or not PTB-XL); deleted it"
+                    )
                 digest.update(chunk)
                 dst.write(chunk)
                 progress.advance(task, len(chunk))
         expected = sums.get(rel)
         if expected is not None and digest.hexdigest() != expected:
             raise _CorruptArchive(
-                f"{zip_path}: checksum mismatch for {rel} (SHA-256 {digest.hexdigest()[:12]}..., "
+                f"{zip_path}: checksum mismatch for {clip(rel, bare=True)} (SHA-256 {digest.hexdigest()[:12]}..., "
                 f"{SUMS_FILE} says {expected[:12]}...); deleted the download"
             )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ecg_sweep.errors import DataError
+from ecg_sweep.errors import DataError, clip
 
 __all__ = [
     "LEADS",
@@ -101,7 +102,7 @@ def _read_csv(path: Path, what: str, **kw) -> pd.DataFrame:
         return pd.read_csv(path, **kw)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: cannot parse {what}: {msg}") from None
+        raise DataError(f"{path}: cannot parse {what}: {clip(msg)}") from None
 
 
 def _require_columns(df: pd.DataFrame, required: tuple[str, ...], path: Path) -> None:
@@ -135,14 +136,88 @@ def _task(task: str) -> tuple[str, str | None]:
         raise DataError(f"unknown task {task!r}; valid: {', '.join(TASKS)}") from None
 
 
+# A real scp_codes cell is under 100 characters; parsing a megabyte of nested literals with
+# ast.literal_eval costs memory and time (and can overflow the parser's recursion), so refuse it.
+MAX_SCP_CODES_CHARS = 10_000
+# filename_lr/_hr are like "records100/00000/00001_lr"; anything far longer is not a record path.
+MAX_RECORD_PATH_CHARS = 255
+_CLEAN_PATH = re.compile(r"[\w-]+(?:/[\w-]+)*")
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
 def _parse_scp(text: object, ecg_id: int, path: Path) -> dict[str, float]:
+    text = str(text)
+    if len(text) > MAX_SCP_CODES_CHARS:
+        raise DataError(
+            f"{path}: ecg_id {ecg_id}: scp_codes is {len(text):,} characters long "
+            f"(at most {MAX_SCP_CODES_CHARS:,}): {clip(text)}"
+        )
     try:
-        value = ast.literal_eval(str(text))
-    except (ValueError, SyntaxError):
-        raise DataError(f"{path}: ecg_id {ecg_id}: unparseable scp_codes {text!r}") from None
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise DataError(f"{path}: ecg_id {ecg_id}: unparseable scp_codes {clip(text)}") from None
     if not isinstance(value, dict):
-        raise DataError(f"{path}: ecg_id {ecg_id}: scp_codes is not a dict: {text!r}")
+        raise DataError(f"{path}: ecg_id {ecg_id}: scp_codes is not a dict: {clip(text)}")
     return value
+
+
+def _parse_ecg_ids(db: pd.DataFrame, path: Path) -> pd.Series:
+    """``ecg_id`` as int64; one line naming the first bad value (missing, not a whole number)."""
+    raw = db["ecg_id"]
+    ids = pd.to_numeric(raw, errors="coerce")
+    whole = ids.notna() & (ids == ids.round()) & (ids.abs() < 2**62)
+    if not whole.all():
+        row = int(np.flatnonzero(~whole.to_numpy())[0])
+        value = raw.iloc[row]
+        shown = "an empty cell" if pd.isna(value) else clip(value)
+        raise DataError(f"{path}: ecg_id must be a whole number; data row {row + 1} has {shown}")
+    ids = ids.astype(np.int64)
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: ecg_id {int(dup.iloc[0])} appears more than once")
+    return ids
+
+
+def _record_key(rel: str) -> str | None:
+    """One spelling per file ("a//b", "./a/b", "a\\b" -> "a/b"); None if it leaves the folder."""
+    if _CLEAN_PATH.fullmatch(rel):  # records100/00000/00001_lr: the fast, common case
+        return rel
+    posix = rel.replace("\\", "/")
+    if posix.startswith("/") or _DRIVE.match(posix):
+        return None
+    parts = [p for p in posix.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+def _check_record_paths(db: pd.DataFrame, path: Path) -> None:
+    """filename_lr/_hr: relative paths inside the dataset, one record per path.
+
+    A path with ``..`` or an absolute one would read files outside the dataset; two rows naming
+    the same record would give a test record a training record's signal.
+    """
+    for column in ("filename_lr", "filename_hr"):
+        seen: dict[str, int] = {}
+        for ecg_id, rel in zip(db["ecg_id"].tolist(), db[column].tolist(), strict=True):
+            if not isinstance(rel, str):  # an empty cell: that record is missing at this rate
+                continue
+            if len(rel) > MAX_RECORD_PATH_CHARS:
+                raise DataError(
+                    f"{path}: ecg_id {ecg_id}: {column} is {len(rel):,} characters long: {clip(rel)}"
+                )
+            key = _record_key(rel)
+            if key is None:
+                raise DataError(
+                    f"{path}: ecg_id {ecg_id}: {column} {clip(rel)} leaves the dataset folder "
+                    "(absolute or '..'): refused"
+                )
+            other = seen.setdefault(key, ecg_id)
+            if other != ecg_id:
+                raise DataError(
+                    f"{path}: ecg_id {other} and {ecg_id} name the same record {clip(rel)} in "
+                    f"{column}: refused (one record's signal would be read for another)"
+                )
 
 
 def load_metadata(root: str | Path, task: str = "superdiagnostic") -> Metadata:
@@ -162,9 +237,8 @@ def load_metadata(root: str | Path, task: str = "superdiagnostic") -> Metadata:
     db_path = root / DATABASE_CSV
     db = _read_csv(db_path, "PTB-XL database table")
     _require_columns(db, REQUIRED_DB_COLUMNS, db_path)
-    if db["ecg_id"].isna().any() or db["ecg_id"].duplicated().any():
-        raise DataError(f"{db_path}: ecg_id has missing or duplicate values")
-    db["ecg_id"] = db["ecg_id"].astype(int)
+    db["ecg_id"] = _parse_ecg_ids(db, db_path)
+    _check_record_paths(db, db_path)
     folds = pd.to_numeric(db["strat_fold"], errors="coerce")
     bad = db.loc[folds.isna() | ~folds.isin(ALL_FOLDS), "ecg_id"]
     if len(bad):
@@ -194,8 +268,10 @@ def load_metadata(root: str | Path, task: str = "superdiagnostic") -> Metadata:
                 found.add(cls)
         labels.append(tuple(sorted(found)))
     if unknown:
-        listed = ", ".join(f"{c} ({n})" for c, n in sorted(unknown.items()))
-        log.warning("%s: ignored %d unknown scp code(s): %s", db_path, len(unknown), listed)
+        shown = sorted(unknown.items())[:20]
+        listed = ", ".join(f"{clip(c, 40, bare=True)} ({n})" for c, n in shown)
+        more = f" and {len(unknown) - len(shown)} more" if len(unknown) > len(shown) else ""
+        log.warning("%s: ignored %d unknown scp code(s): %s%s", db_path, len(unknown), listed, more)
     db["scp_codes"] = scp
     db["labels"] = labels
     return Metadata(

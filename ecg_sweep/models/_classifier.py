@@ -168,17 +168,28 @@ def _load_pretrained(backbone: nn.Module, path: Path) -> None:
 
 
 def save_checkpoint(model: ECGClassifier, path: str | Path) -> Path:
-    """Write ``{info, state_dict}`` atomically (temp file + rename)."""
+    """Write ``{info, state_dict}`` atomically and durably (temp file, fsync, rename, fsync dir).
+
+    Without the fsyncs a crash soon after the rename can leave ``path`` empty or truncated on
+    disk even though the rename "happened"; the old checkpoint would be lost with it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save({"info": model.info.as_dict(), "state_dict": model.state_dict()}, tmp)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"info": model.info.as_dict(), "state_dict": model.state_dict()}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself
+    finally:
+        os.close(dir_fd)
     return path
 
 
