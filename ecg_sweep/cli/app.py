@@ -17,6 +17,7 @@ import typer
 from ecg_sweep.cli import (
     compare_cmd,
     compress_cmd,
+    dashboard_cmd,
     data_cmd,
     optimize_cmd,
     registry_cmd,
@@ -40,6 +41,7 @@ app.command("compare")(compare_cmd.compare_cmd)
 app.command("promote")(registry_cmd.promote_cmd)
 app.command("predict")(registry_cmd.predict_cmd)
 app.command("ui")(ui_cmd.ui_cmd)
+app.command("dashboard")(dashboard_cmd.dashboard_cmd)
 
 _state = {"debug": False}
 

@@ -21,6 +21,7 @@ __all__ = [
     "Experiment",
     "Model",
     "OnBadRecord",
+    "Port",
     "Preset",
     "SamplingRate",
     "Seed",
@@ -106,3 +107,6 @@ Storage = Annotated[
         help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for many machines).",
     ),
 ]
+
+# --- servers ------------------------------------------------------------------------------------
+Port = Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")]
