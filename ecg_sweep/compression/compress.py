@@ -43,6 +43,7 @@ from ecg_sweep.tracking.contract import (
     MODEL_TAG,
     MODEL_URI_TAG,
     NOTE_TAG,
+    PARENT_TAG,
     RECOMMENDED_TAG,
     SKIPPED_TAG,
     compression_run_name,
@@ -50,8 +51,10 @@ from ecg_sweep.tracking.contract import (
 from ecg_sweep.tracking.model_store import (
     download_checkpoint,
     has_checkpoint,
+    load_logged_weights,
     log_model,
     log_thresholds,
+    logged_model_uri,
 )
 
 __all__ = ["MAX_AUC_DROP", "CompressionRow", "CompressionReport", "compress_run"]
@@ -140,12 +143,17 @@ def _get_run(tracker: Tracker, run_id: str):
 
 
 def _load_trial_model(tracker: Tracker, run_id: str, dest: str) -> ECGClassifier:
-    if not has_checkpoint(tracker, run_id):
+    """A completed trial's weights-only checkpoint, else the torch model the run logged
+    (``ecg-sweep train`` runs, evaluated trials)."""
+    if has_checkpoint(tracker, run_id):
+        return load_checkpoint(download_checkpoint(tracker, run_id, dest)).eval()
+    uri = logged_model_uri(tracker, run_id)
+    if uri is None:
         raise ConfigError(
-            f"run {run_id} has no {CHECKPOINT_ARTIFACT} artifact: only completed trials "
-            "of `ecg-sweep optimize` keep their weights"
+            f"run {run_id} logged no model (no {CHECKPOINT_ARTIFACT}, no MLflow model): "
+            "pass a completed trial or a train run"
         )
-    return load_checkpoint(download_checkpoint(tracker, run_id, dest)).eval()
+    return load_logged_weights(uri, dest)
 
 
 def _check_data(info: ModelInfo, data: PreparedData) -> None:
@@ -305,6 +313,11 @@ def compress_run(
     cfg = config or CompressConfig()
     chosen = resolve_methods(cfg.methods)
     run = _get_run(tracker, best_run_id)
+    if run.data.tags.get(KIND_TAG) == KIND_COMPRESSION:
+        raise ConfigError(
+            f"run {best_run_id} is itself a compression run ({run.info.run_name}); pass the run "
+            f"it compressed: {run.data.tags.get(PARENT_TAG, '?')}"
+        )
     with tempfile.TemporaryDirectory(prefix="ecg-sweep-compress-") as tmp:
         model = _load_trial_model(tracker, best_run_id, tmp)
         _check_data(model.info, data)

@@ -23,6 +23,7 @@ from ecg_sweep.tracking.contract import (
     KIND_TAG,
     KIND_TRAIN,
     MODEL_TAG,
+    MODEL_URI_TAG,
     PER_CLASS_CSV,
     PER_CLASS_MD,
     ROC_PLOT,
@@ -152,6 +153,8 @@ def train_and_log(
             },
         )
         metrics, uri = evaluate_and_log(tracker, run_id, model, data, cfg)
+        if uri:
+            tracker.set_tags(run_id, {MODEL_URI_TAG: uri})
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
