@@ -30,6 +30,7 @@ from ecg_sweep.models import ECGClassifier, save_checkpoint
 
 __all__ = [
     "FitResult",
+    "applied_settings",
     "FitTimeout",
     "fit",
     "evaluate",
@@ -82,6 +83,18 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device must be auto, cpu or cuda[:N], not {name!r}") from None
+
+
+def applied_settings(cfg: TrainConfig) -> dict[str, str | bool]:
+    """``device``, ``amp`` and ``channels_last`` as :func:`fit` applies them: the resolved
+    device; autocast and the channels-last layout act on CUDA only (see ``_autocast``)."""
+    device = resolve_device(cfg.device)
+    on_cuda = device.type == "cuda"
+    return {
+        "device": str(device),
+        "amp": bool(cfg.amp and on_cuda),
+        "channels_last": bool(cfg.channels_last and on_cuda),
+    }
 
 
 def eval_mode(model: nn.Module) -> nn.Module:

@@ -346,6 +346,9 @@ def test_compress_a_train_run_and_a_registered_model(small_data, tmp_path, capsy
     )
     children = _children(tracker, run_id)
     assert set(children) == {"fp32", "quant_dynamic_int8"}
+    (inp,) = children["fp32"].inputs.dataset_inputs  # the data it was measured on
+    assert inp.dataset.digest == small_data.fingerprint[:16]
+    assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "compression"
     assert report.row("fp32").metrics["test_macro_auc"] == pytest.approx(
         trained.metrics["test_macro_auc"], abs=1e-6
     )

@@ -28,6 +28,7 @@ from ecg_sweep.cli.options import (
     SamplingRate,
     Seed,
     Storage,
+    SystemMetrics,
     Task,
     Teacher,
     TrackingUri,
@@ -153,6 +154,7 @@ def optimize_cmd(
     on_bad_record: OnBadRecord = "error",
     device: Device = "auto",
     seed: Seed = 0,
+    system_metrics: SystemMetrics = False,
 ) -> None:
     """Search a model's hyperparameters with Optuna; every trial is a nested MLflow run."""
     import optuna
@@ -204,6 +206,7 @@ def optimize_cmd(
         fixed=fixed,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
+        system_metrics=system_metrics,
     )
     make_sampler(sampler, seed)  # unknown names fail before any data is read
     make_pruner(pruner, max_epochs)

@@ -26,6 +26,7 @@ __all__ = [
     "SamplingRate",
     "Seed",
     "Storage",
+    "SystemMetrics",
     "Task",
     "Teacher",
     "TrackingUri",
@@ -105,6 +106,17 @@ Storage = Annotated[
         "--storage",
         envvar=STORAGE_ENV,
         help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for many machines).",
+    ),
+]
+
+SystemMetrics = Annotated[
+    bool,
+    typer.Option(
+        "--system-metrics/--no-system-metrics",
+        envvar="MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING",
+        help="Log MLflow system metrics (CPU, memory, disk, network; GPU with pynvml) into each "
+        "training run, every $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (default 10; env "
+        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING).",
     ),
 ]
 

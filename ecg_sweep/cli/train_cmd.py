@@ -20,6 +20,7 @@ from ecg_sweep.cli.options import (
     Preset,
     SamplingRate,
     Seed,
+    SystemMetrics,
     Task,
     Teacher,
     TrackingUri,
@@ -105,6 +106,7 @@ def train_cmd(
     seed: Seed = 0,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = None,
+    system_metrics: SystemMetrics = False,
 ) -> None:
     """Train one model and log it to MLflow (params, per-epoch curves, test metrics, model)."""
     from ecg_sweep.config import split_params
@@ -132,6 +134,7 @@ def train_cmd(
         teacher=teacher,
         pretrained_weights=pretrained_weights,
         checkpoint=checkpoint,
+        system_metrics=system_metrics,
     )
     m = result.metrics
     out.print(

@@ -36,6 +36,7 @@ from ecg_sweep.tracking.contract import (
     COMPRESSION_SUMMARY_CSV,
     COMPRESSION_SUMMARY_MD,
     COMPRESSION_TRADEOFF_PLOT,
+    DATASET_CONTEXT_COMPRESSION,
     ERROR_TAG,
     KIND_COMPRESSION,
     KIND_TAG,
@@ -347,7 +348,9 @@ def compress_run(
     return report
 
 
-def _start(tracker: Tracker, run, method: Method, info: ModelInfo, cfg: CompressConfig) -> str:
+def _start(
+    tracker: Tracker, run, method: Method, info: ModelInfo, cfg: CompressConfig, data: PreparedData
+) -> str:
     run_id = tracker.start_run(
         compression_run_name(method.name),
         tags={
@@ -357,6 +360,7 @@ def _start(tracker: Tracker, run, method: Method, info: ModelInfo, cfg: Compress
         },
         parent_run_id=run.info.run_id,
     )
+    tracker.log_dataset(run_id, data, DATASET_CONTEXT_COMPRESSION)
     tracker.log_params(
         run_id,
         {
@@ -385,7 +389,7 @@ def _build_all(
     float_models: dict[str, ECGClassifier | None] = {}  # method -> its float model (for chains)
     out: list[_Built | CompressionRow] = []
     for method in methods:
-        run_id = _start(tracker, run, method, model.info, cfg)
+        run_id = _start(tracker, run, method, model.info, cfg, data)
         row = CompressionRow(method.name, "ok", run_id, int8=method.int8)
         source = model if method.base is None else float_models.get(method.base)
         reason = (

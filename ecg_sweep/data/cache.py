@@ -14,6 +14,7 @@ exclusive lock so concurrent workers decode once and the others wait and reuse i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
@@ -70,6 +71,7 @@ class SignalCache:
     ok: np.ndarray  # (N,) bool
     bad: tuple[BadRecord, ...]
     created: bool  # True when this call decoded the records
+    fingerprint: str = ""  # sha256 of the dataset as read (see fingerprint()); names the entry
 
     def rows(self, ecg_ids: np.ndarray) -> np.ndarray:
         """Row positions of the given ecg_ids (which must all be in the cache)."""
@@ -211,7 +213,7 @@ def load_signals(
             if not (entry / "index.json").is_file():  # another worker may have built it meanwhile
                 _build(entry, meta, sampling_rate, on_bad_record, workers, progress)
                 created = True
-    return _open(entry, meta, on_bad_record, created)
+    return dataclasses.replace(_open(entry, meta, on_bad_record, created), fingerprint=fp)
 
 
 def _build(

@@ -96,7 +96,8 @@ class Objective:
         trial.set_user_attr(RUN_ATTR, run_id)
         self.reporter.trial_started(trial.number, sampled)
         try:
-            value = self._run(trial, run_id, info, train_cfg)
+            with self.tracker.system_metrics(run_id, self.cfg.system_metrics):
+                value = self._run(trial, run_id, info, train_cfg)
         except optuna.TrialPruned as e:
             end_trial_run(self.tracker, run_id, "PRUNED", str(e))
             raise
@@ -113,6 +114,7 @@ class Objective:
         params = run_params(info, train_cfg, self.data, self.cfg.teacher)
         params["n_params"] = sum(p.numel() for p in model.parameters())
         self.tracker.log_params(run_id, params, new_run=True)
+        self.tracker.log_dataset(run_id, self.data)
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             self.tracker.log_metrics(run_id, metrics, step=epoch)
