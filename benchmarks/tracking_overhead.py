@@ -5,16 +5,20 @@ dir) runs three ways, interleaved round by round in one process:
   none      plain Optuna objective: fit() with trial.report/should_prune, no MLflow;
   ours      ecg_sweep.sweep.optimize(): nested trial runs, params, per-epoch curves, tags,
             the best-weights checkpoint artifact of every trial;
-  callback  optuna-integration MLflowCallback (params + final value per trial; flat runs).
+  callback  optuna-integration MLflowCallback (params + final value per trial; flat runs);
+  ours+sys  ours with --system-metrics (MLflow's SystemMetricsMonitor on every trial run,
+            sampling every --sys-interval seconds).
 Pruning is off in all three so that each trial trains the same epochs. Per-trial time = Optuna's datetime_complete - datetime_start (the end-of-study evaluation of the
-best trial on the test fold is not a per-trial cost and is excluded). Goal: ours <= 3% over none.
+best trial on the test fold is not a per-trial cost and is excluded). Goals: ours <= 3% over
+none; ours+sys <= 3% over ours.
 
-    python benchmarks/tracking_overhead.py [--trials 4] [--rounds 3] [--epochs 3]
+    python benchmarks/tracking_overhead.py [--trials 4] [--rounds 3] [--epochs 3] [--sys-interval 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -74,14 +78,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--records", type=int, default=2000)
+    ap.add_argument("--sys-interval", type=float, default=2.0)
     args = ap.parse_args()
+    os.environ["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = str(args.sys_interval)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
     from optuna_integration.mlflow import MLflowCallback
 
-    times: dict[str, list[float]] = {"none": [], "ours": [], "callback": []}
+    times: dict[str, list[float]] = {"none": [], "ours": [], "callback": [], "ours+sys": []}
     with tempfile.TemporaryDirectory(prefix="ecg-bench-") as tmp:
         tmp = Path(tmp)
         synthesize(tmp / "synth", n_records=args.records, seed=0, sampling_rates=(100,))
@@ -117,6 +123,12 @@ def main() -> None:
             )
             study.optimize(plain_objective(data, args.epochs), n_trials=args.trials, callbacks=[cb])
             times["callback"] += trial_seconds(study)
+
+            cfg = dataclasses.replace(
+                cfg, storage=f"sqlite:///{tmp}/sys{r}.db", tracking_uri=f"sqlite:///{tmp}/mlflow_sys.db",
+                system_metrics=True,
+            )  # fmt: skip
+            times["ours+sys"] += trial_seconds(optimize(cfg, data).study)
             print(
                 f"round {r}: "
                 + ", ".join(f"{k} {statistics.median(v):.2f} s/trial" for k, v in times.items()),
@@ -133,6 +145,11 @@ def main() -> None:
         f"ours costs {1000 * (statistics.median(times['ours']) - base):+.0f} ms per trial of {args.epochs} epochs"
     )
     print(f"RATIO ours/none = {1 + ours:.3f} (goal <= 1.03)")
+    sys_ratio = statistics.median(times["ours+sys"]) / statistics.median(times["ours"])
+    print(
+        f"RATIO ours+sys/ours = {sys_ratio:.3f} (goal <= 1.03; system metrics every "
+        f"{args.sys_interval:g} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -83,9 +83,13 @@ def test_train_logs_a_complete_run(synth_sweep, tmp_path):
         "train", "--model", "convnext", "--preset", "tiny", "--max-epochs", "2", "--set", "lr=3e-3",
         "--set", "n_bootstrap=50", "--data-dir", str(synth_sweep), "--cache-dir", str(tmp_path / "c"),
         "--tracking-uri", uri, "--checkpoint", str(tmp_path / "best.pt"),
+        env={"ECG_SWEEP_PROGRESS_INTERVAL": "0"},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "test macro AUROC" in r.stdout and (tmp_path / "best.pt").is_file()
+    # progress inside the epochs, as plain lines (stderr is a pipe here)
+    assert re.search(r"^epoch 1 train: \d+/\d+ samples \(\d+%\), .* samples/s, ETA", r.stderr, re.M)
+    assert re.search(r"^epoch 0 validate: ", r.stderr, re.M)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("ecg-convnext")
     (run,) = client.search_runs([exp.experiment_id])
@@ -212,3 +216,52 @@ def test_dashboard_shows_a_study_and_its_trials_in_chromium(sweep_data, tmp_path
     assert "Complete" in text and "Best Trial" in text
     assert re.search(r"\nlr 0\.00\d+", text) and re.search(r"Intermediate Values\s+0 0\.\d+", text)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+# --- progress on long work ----------------------------------------------------------------------
+
+
+def test_progress_plain_lines_when_not_a_terminal(capsys, monkeypatch):
+    """Piped (CI logs, nohup): periodic plain lines with rate and ETA, at most one per interval
+    per job; no bar, no escape codes."""
+    from ecg_sweep.cli._common import ProgressDisplay
+
+    monkeypatch.delenv("ECG_SWEEP_FORCE_PROGRESS", raising=False)
+    with ProgressDisplay(interval=3600) as d:
+        assert not d.live
+        for done in range(0, 1001, 100):
+            d.update("t", "epoch 0 train", done, 1000)
+    assert capsys.readouterr().err == ""  # nothing before the first interval has passed
+    with ProgressDisplay(interval=0.0) as d:
+        time.sleep(0.01)
+        d.update("t", "trial 3 epoch 2 train", 250, 1000)
+        d.update("t", "trial 3 epoch 2 train", 500, 1000)
+        d.update("v", "trial 4 epoch 0 validate", 10, 40)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and "\x1b" not in "".join(lines)
+    assert re.fullmatch(
+        r"trial 3 epoch 2 train: 500/1000 samples \(50%\), [\d,.]+ samples/s, ETA \d+:\d\d",
+        lines[1],
+    ), lines
+    assert lines[2].startswith("trial 4 epoch 0 validate: 10/40 samples (25%)")
+
+
+def test_progress_bar_in_a_terminal(monkeypatch):
+    """In a terminal: a rich bar with done/total, rate and ETA, gone when the job ends."""
+    import io
+
+    from rich.console import Console
+
+    from ecg_sweep.cli import _common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(
+        _common, "console", Console(file=buf, force_terminal=True, width=120, stderr=True)
+    )
+    with _common.ProgressDisplay() as d:
+        assert d.live
+        d.update("t", "epoch 0 train", 300, 1000)
+        d._bar.refresh()
+        d.finish("t")
+    text = buf.getvalue()
+    assert "epoch 0 train" in text and "300/1000" in text and "samples/s" in text

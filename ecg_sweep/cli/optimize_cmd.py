@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ecg_sweep.cli._common import (
+    ProgressDisplay,
     compress_and_report,
     console,
     out,
@@ -38,11 +39,17 @@ __all__ = ["optimize_cmd"]
 
 
 class ConsoleReporter:
-    """Live per-epoch and per-trial lines on stderr (works in terminals and in CI logs)."""
+    """Live per-epoch and per-trial lines on stderr (works in terminals and in CI logs), and
+    progress inside epochs (a bar per running trial in a terminal, periodic lines otherwise)."""
 
-    def __init__(self, n_trials: int | None):
+    def __init__(self, n_trials: int | None, display: ProgressDisplay | None = None):
         self.n_trials = n_trials
         self.t0 = time.monotonic()
+        self.display = display
+
+    def progress(self, number, what, done, total):
+        if self.display is not None:
+            self.display.update(f"trial {number}", f"trial {number} {what}", done, total)
 
     def trial_started(self, number, params):
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
@@ -69,6 +76,8 @@ class ConsoleReporter:
         )
 
     def trial_finished(self, study, trial):
+        if self.display is not None:
+            self.display.finish(f"trial {trial.number}")
         value = "-" if trial.value is None else f"{trial.value:.4f}"
         try:
             best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
@@ -218,7 +227,8 @@ def optimize_cmd(
         f"pruner {pruner}",
         highlight=False,
     )
-    outcome = optimize(cfg, data, str(dev), ConsoleReporter(n_trials))
+    with ProgressDisplay() as display:
+        outcome = optimize(cfg, data, str(dev), ConsoleReporter(n_trials, display))
     summary = study_summary(outcome)
     _print_summary(summary, outcome.tracker.uri)
     if compress and outcome.best_run_id:

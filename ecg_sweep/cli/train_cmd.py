@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ecg_sweep.cli._common import out, parse_set_options, prepare_data
+from ecg_sweep.cli._common import ProgressDisplay, out, parse_set_options, prepare_data
 from ecg_sweep.cli.options import (
     CacheDir,
     DataDir,
@@ -125,17 +125,19 @@ def train_cmd(
     resolve_device(cfg.device)  # fail before loading data
     tracker = Tracker(tracking_uri, experiment_name(model, experiment))
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
-    result = train_and_log(
-        data,
-        model,
-        params,
-        cfg,
-        tracker,
-        teacher=teacher,
-        pretrained_weights=pretrained_weights,
-        checkpoint=checkpoint,
-        system_metrics=system_metrics,
-    )
+    with ProgressDisplay() as display:
+        result = train_and_log(
+            data,
+            model,
+            params,
+            cfg,
+            tracker,
+            teacher=teacher,
+            pretrained_weights=pretrained_weights,
+            checkpoint=checkpoint,
+            system_metrics=system_metrics,
+            progress=display.hook("train"),
+        )
     m = result.metrics
     out.print(
         f"test macro AUROC {m['test_macro_auc']:.4f} [{m['test_macro_auc_ci_low']:.4f}, "

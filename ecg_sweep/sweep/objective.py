@@ -47,6 +47,9 @@ class Reporter:
     def first_speed(self, samples_per_s: float, device: str, n_train: int, max_epochs: int) -> None:
         log.info("first epoch: %.0f samples/s on %s", samples_per_s, device)
 
+    def progress(self, number: int, what: str, done: int, total: int) -> None:
+        """Per batch inside a trial's epochs (``what``: "epoch E train" / "epoch E validate")."""
+
 
 def trial_train_config(cfg: SweepConfig, sampled: dict[str, Any], trial_number: int) -> TrainConfig:
     """Family defaults < --set fixed values < sampled values; the seed differs per trial."""
@@ -108,6 +111,12 @@ class Objective:
         end_trial_run(self.tracker, run_id, "COMPLETE")
         return value
 
+    def _progress_hook(self, number: int):
+        report = getattr(self.reporter, "progress", None)  # reporters are duck-typed
+        if report is None:
+            return None
+        return lambda what, done, total: report(number, what, done, total)
+
     def _run(self, trial: optuna.Trial, run_id: str, info, train_cfg: TrainConfig) -> float:
         seed_everything(train_cfg.seed)
         model = build_model(info)
@@ -148,6 +157,7 @@ class Objective:
                     on_epoch_end=on_epoch_end,
                     checkpoint=ckpt,
                     time_limit=self.cfg.trial_timeout,
+                    progress=self._progress_hook(trial.number),
                 )
             except FitTimeout as e:
                 reason = f"trial timeout: {e}"

@@ -15,7 +15,14 @@ from typing import Any
 
 from ecg_sweep.config import TrainConfig
 from ecg_sweep.data.dataset import PreparedData
-from ecg_sweep.engine import FitResult, applied_settings, final_metrics, fit, seed_everything
+from ecg_sweep.engine import (
+    FitResult,
+    ProgressHook,
+    applied_settings,
+    final_metrics,
+    fit,
+    seed_everything,
+)
 from ecg_sweep.models import ECGClassifier, ModelInfo, build_model, get_model_spec, model_info
 from ecg_sweep.reporting import per_class_table, roc_figure
 from ecg_sweep.tracking.client import Tracker
@@ -115,10 +122,12 @@ def train_and_log(
     run_name: str | None = None,
     checkpoint: str | Path | None = None,
     system_metrics: bool = False,
+    progress: ProgressHook | None = None,
 ) -> TrainOutcome:
     """Train one model and log everything to a new MLflow run (``ecg_sweep.kind=train``).
 
-    ``system_metrics``: MLflow system metrics (CPU, memory, GPU) sampled into the run.
+    ``system_metrics``: MLflow system metrics (CPU, memory, GPU) sampled into the run;
+    ``progress``: :func:`~ecg_sweep.engine.fit`'s per-batch hook.
     """
     teacher_model = load_teacher(teacher, model_name)
     info = model_info(model_name, params, data)
@@ -150,6 +159,7 @@ def train_and_log(
                 teacher=teacher_model,
                 on_epoch_end=on_epoch_end,
                 checkpoint=checkpoint,
+                progress=progress,
             )
         tracker.log_metrics(
             run_id,
