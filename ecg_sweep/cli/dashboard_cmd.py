@@ -81,11 +81,14 @@ def dashboard_cmd(storage: Storage = None, port: Port = 8080) -> None:
     console.print(
         f"optuna-dashboard for {mask_url(url)} at {base}/dashboard  (Ctrl-C to stop)",
         highlight=False,
+        markup=False,
     )
     if studies:
         for name in sorted(s.study_name for s in studies):
             study_id = st.get_study_id_from_name(name)
-            out.print(f"  {name}: {base}/dashboard/studies/{study_id}", highlight=False)
+            out.print(
+                f"  {name}: {base}/dashboard/studies/{study_id}", highlight=False, markup=False
+            )
     else:
         console.print("  no study yet: studies appear here as `ecg-sweep optimize` creates them")
     try:
