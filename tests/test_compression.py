@@ -341,9 +341,19 @@ def test_compress_a_train_run_and_a_registered_model(small_data, tmp_path, capsy
     with torch.no_grad():
         np.testing.assert_allclose(rebuilt(x).numpy(), trained.model(x).numpy(), atol=1e-5)
 
+    steps: list[tuple[str, int, int]] = []
     report = compress_run(
-        tracker, run_id, small_data, CompressConfig(**{**FAST, "methods": ("quant_dynamic_int8",)})
+        tracker,
+        run_id,
+        small_data,
+        CompressConfig(**{**FAST, "methods": ("quant_dynamic_int8",)}),
+        progress=lambda *a: steps.append(a),
     )
+    # progress per step: scoring each variant, then the interleaved latency timing
+    names = {w for w, _, _ in steps}
+    assert {"[1/2] fp32: score validation", "[2/2] quant_dynamic_int8: score test"} <= names
+    timing = [(d, t) for w, d, t in steps if w == "timing 2 variants (2 threads)"]
+    assert timing[0][0] == 0 and timing[-1][0] == timing[-1][1] > 0
     children = _children(tracker, run_id)
     assert set(children) == {"fp32", "quant_dynamic_int8"}
     (inp,) = children["fp32"].inputs.dataset_inputs  # the data it was measured on
