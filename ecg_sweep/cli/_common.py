@@ -35,6 +35,7 @@ __all__ = [
     "parse_set_options",
     "print_compression_report",
     "compress_and_report",
+    "register_and_report",
 ]
 
 console = Console(
@@ -303,6 +304,28 @@ def _print_footer(report, max_drop: float) -> None:
         f"summary: artifacts {COMPRESSION_DIR}/summary.md, summary.csv, tradeoff.png of run "
         f"{report.best_run_id}; one nested run {compression_run_name('<method>')} per method"
     )
+
+
+def register_and_report(tracker, run_id: str, model: str, data, include_compressed: bool):
+    """Register a run's model (and the variant compression recommended) as versions of
+    ``ecg-<model>``, the model as ``challenger``; print them. ``optimize`` and ``compress``."""
+    from ecg_sweep.registry import fold_fingerprint, register_study_best
+
+    versions = register_study_best(
+        tracker,
+        run_id,
+        model,
+        fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task),
+        include_compressed=include_compressed,
+    )
+    for v in versions:
+        alias = f" @{', @'.join(v.aliases)}" if v.aliases else ""
+        out.print(
+            f"registered {v.name} version {v.version} ({v.method}, test macro AUROC "
+            f"{v.test_macro_auc:.4f}){alias}"
+        )
+    out.print(f"promote it to serving: ecg-sweep promote --model {model}")
+    return versions
 
 
 def compress_and_report(tracker, best_run_id: str, data, config=None):

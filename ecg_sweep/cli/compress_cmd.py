@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from ecg_sweep.cli._common import compress_and_report, console, out, prepare_data
+from ecg_sweep.cli._common import (
+    compress_and_report,
+    console,
+    out,
+    prepare_data,
+    register_and_report,
+)
 from ecg_sweep.cli.options import (
     CacheDir,
     DataDir,
@@ -165,6 +171,15 @@ def compress_cmd(
             "--calibration-batches", help="Training batches used to calibrate static int8."
         ),
     ] = 8,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register/--no-register",
+            help="Then register the model and the recommended variant as ecg-<model> "
+            "(alias challenger), as optimize does: the last step after several workers "
+            "ran optimize --no-compress --no-register.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
     sampling_rate: SamplingRate = 100,
@@ -210,4 +225,6 @@ def compress_cmd(
         f"compressing run {best_run_id} of experiment {tracker.experiment_name!r} "
         f"({len(chosen)} methods, {threads} threads)"
     )
-    compress_and_report(tracker, best_run_id, data, cfg)
+    report = compress_and_report(tracker, best_run_id, data, cfg)
+    if register:
+        register_and_report(tracker, best_run_id, report.model, data, include_compressed=True)

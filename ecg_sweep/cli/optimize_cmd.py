@@ -17,6 +17,7 @@ from ecg_sweep.cli._common import (
     out,
     parse_set_options,
     prepare_data,
+    register_and_report,
 )
 from ecg_sweep.cli.options import (
     CacheDir,
@@ -236,22 +237,7 @@ def optimize_cmd(
             outcome.tracker, outcome.best_run_id, data, CompressConfig(device=str(dev))
         )
     if register and outcome.best_run_id:
-        from ecg_sweep.registry import fold_fingerprint, register_study_best
-
-        versions = register_study_best(
-            outcome.tracker,
-            outcome.best_run_id,
-            model,
-            fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task),
-            include_compressed=compress,
-        )
-        for v in versions:
-            alias = f" @{', @'.join(v.aliases)}" if v.aliases else ""
-            out.print(
-                f"registered {v.name} version {v.version} ({v.method}, test macro AUROC "
-                f"{v.test_macro_auc:.4f}){alias}"
-            )
-        out.print(f"promote it to serving: ecg-sweep promote --model {model}")
+        register_and_report(outcome.tracker, outcome.best_run_id, model, data, compress)
 
 
 def _print_summary(s: dict, tracking_uri: str) -> None:
