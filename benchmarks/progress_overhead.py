@@ -8,6 +8,8 @@ The same model trains the same epochs three ways, interleaved round by round in 
          rich's 10 Hz refresh: the refresh thread competes with training for the GIL).
 Reported: the wall time of fit() (everything: batches, hook, validation) and fit()'s own
 train_samples_per_s (which excludes the hook's time by construction), medians over rounds.
+Also the direct cost of one hook call (the display's update, per batch) in both modes, as a
+share of a batch's training time: robust where a loaded machine makes wall ratios noisy.
 Goal: wall(bar or lines) / wall(none) <= 1.02.
 
     python benchmarks/progress_overhead.py [--rounds 5] [--epochs 2] [--records 1200]
@@ -48,6 +50,17 @@ def run(data, info, cfg, mode: str) -> tuple[float, float]:
         t = time.perf_counter()
         res = fit(model, data, cfg, progress=display.hook("train"))
         return time.perf_counter() - t, res.train_samples_per_s
+
+
+def hook_cost(live: bool, calls: int = 20000) -> float:
+    """Seconds per ``display.update`` call (the per-batch hook) while the display runs."""
+    _common.console = Console(file=io.StringIO(), force_terminal=live, width=120, stderr=True)
+    with _common.ProgressDisplay(interval=30.0) as display:
+        hook = display.hook("train")
+        t = time.perf_counter()
+        for i in range(calls):
+            hook("epoch 0 train", i, calls)
+        return (time.perf_counter() - t) / calls
 
 
 def main() -> None:
@@ -93,6 +106,13 @@ def main() -> None:
         print(
             f"{m:5s} fit() wall median {statistics.median(wall[m]):6.2f} s, "
             f"train {statistics.median(speed[m]):7.1f} samples/s"
+        )
+    batch_s = args.batch_size / base_speed  # seconds of training per batch, no hook
+    for m, live in (("lines", False), ("bar", True)):
+        per = hook_cost(live)
+        print(
+            f"hook {m:5s}: {1e6 * per:6.1f} us per call = {100 * per / batch_s:.3f}% of a "
+            f"{args.batch_size}-sample batch ({1000 * batch_s:.0f} ms)"
         )
     for m in ("lines", "bar"):
         print(
