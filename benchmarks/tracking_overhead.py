@@ -1,7 +1,7 @@
 """Cost of tracking a study in MLflow: ours vs none vs optuna-integration's MLflowCallback.
 
 The same N-trial study (fixed parameters, tiny ViT, sqlite MLflow and Optuna stores in a temp
-dir) runs three ways, interleaved round by round in one process:
+dir) runs four ways, interleaved round by round (order rotated every round) in one process:
   none      plain Optuna objective: fit() with trial.report/should_prune, no MLflow;
   ours      ecg_sweep.sweep.optimize(): nested trial runs, params, per-epoch curves, tags,
             the best-weights checkpoint artifact of every trial;
@@ -130,39 +130,55 @@ def main() -> None:
         # Identical work in every variant: no pruning (trials differ only by seed).
         nop = optuna.pruners.NopPruner()
         for r in range(args.rounds):
-            study = optuna.create_study(
-                direction="maximize",
-                storage=f"sqlite:///{tmp}/none{r}.db",
-                study_name="b",
-                pruner=nop,
-            )
-            study.optimize(plain_objective(data, args.epochs), n_trials=args.trials)
-            times["none"] += trial_seconds(study)
 
-            cfg = SweepConfig(
+            def none(r=r) -> list[float]:
+                study = optuna.create_study(
+                    direction="maximize", storage=f"sqlite:///{tmp}/none{r}.db", study_name="b",
+                    pruner=nop,
+                )  # fmt: skip
+                study.optimize(plain_objective(data, args.epochs), n_trials=args.trials)
+                return trial_seconds(study)
+
+            ours_cfg = SweepConfig(
                 model="vit", n_trials=args.trials, max_epochs=args.epochs, search_space=space,
                 storage=f"sqlite:///{tmp}/ours{r}.db", tracking_uri=f"sqlite:///{tmp}/mlflow_ours.db",
                 study_name=f"b{r}", pruner="none", fixed=(("n_bootstrap", 10),),
             )  # fmt: skip
-            times["ours"] += trial_seconds(optimize(cfg, data).study)
 
-            cb = MLflowCallback(
-                tracking_uri=f"sqlite:///{tmp}/mlflow_cb.db", metric_name="val_macro_auc"
-            )
-            study = optuna.create_study(
-                direction="maximize",
-                storage=f"sqlite:///{tmp}/cb{r}.db",
-                study_name="b",
-                pruner=nop,
-            )
-            study.optimize(plain_objective(data, args.epochs), n_trials=args.trials, callbacks=[cb])
-            times["callback"] += trial_seconds(study)
+            def ours(cfg=ours_cfg) -> list[float]:
+                return trial_seconds(optimize(cfg, data).study)
 
-            cfg = dataclasses.replace(
-                cfg, storage=f"sqlite:///{tmp}/sys{r}.db", tracking_uri=f"sqlite:///{tmp}/mlflow_sys.db",
-                system_metrics=True,
+            def callback(r=r) -> list[float]:
+                cb = MLflowCallback(
+                    tracking_uri=f"sqlite:///{tmp}/mlflow_cb.db", metric_name="val_macro_auc"
+                )
+                study = optuna.create_study(
+                    direction="maximize", storage=f"sqlite:///{tmp}/cb{r}.db", study_name="b",
+                    pruner=nop,
+                )  # fmt: skip
+                study.optimize(
+                    plain_objective(data, args.epochs), n_trials=args.trials, callbacks=[cb]
+                )
+                return trial_seconds(study)
+
+            sys_cfg = dataclasses.replace(
+                ours_cfg, storage=f"sqlite:///{tmp}/sys{r}.db",
+                tracking_uri=f"sqlite:///{tmp}/mlflow_sys.db", system_metrics=True,
             )  # fmt: skip
-            times["ours+sys"] += trial_seconds(optimize(cfg, data).study)
+
+            def ours_sys(cfg=sys_cfg) -> list[float]:
+                return trial_seconds(optimize(cfg, data).study)
+
+            variants = [
+                ("none", none),
+                ("ours", ours),
+                ("callback", callback),
+                ("ours+sys", ours_sys),
+            ]
+            # The order rotates every round: drift and warm-up hit every variant alike.
+            shift = r % len(variants)
+            for name, run in variants[shift:] + variants[:shift]:
+                times[name] += run()
             print(
                 f"round {r}: "
                 + ", ".join(f"{k} {statistics.median(v):.2f} s/trial" for k, v in times.items()),
