@@ -39,6 +39,7 @@ benchmarks: install
 	$(PY) benchmarks/data_cache.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/tracking_overhead.py
+	$(PY) benchmarks/progress_overhead.py
 	$(PY) benchmarks/compression.py
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "auc_latency_figure",
     "cells",
     "compression_metrics",
+    "html_report",
     "leaderboard",
     "rows_as_dicts",
     "write_report",
@@ -192,17 +194,26 @@ def auc_latency_figure(rows: list[LeaderboardRow]):
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    plotted = False
     for r in rows:
         label = f"{r.model}/{r.study}"
         if math.isfinite(r.fp32_latency_ms) and math.isfinite(r.test_macro_auc):
             ax.scatter(r.fp32_latency_ms, r.test_macro_auc, marker="o")
+            plotted = True
             ax.annotate(f"{label} fp32", (r.fp32_latency_ms, r.test_macro_auc), fontsize=7)
         if math.isfinite(r.int8_latency_ms) and math.isfinite(r.int8_test_macro_auc):
             ax.scatter(r.int8_latency_ms, r.int8_test_macro_auc, marker="^")
             ax.annotate(
                 f"{label} {r.int8_method}", (r.int8_latency_ms, r.int8_test_macro_auc), fontsize=7
             )
-    ax.set_xscale("log")
+    if plotted:
+        ax.set_xscale("log")
+    else:  # studies run with --no-compress: latency is measured by compression
+        ax.text(
+            0.5, 0.5, "no latency measured yet:\nrun `ecg-sweep compress --study-name NAME`",
+            ha="center", va="center", transform=ax.transAxes, color="0.4",
+        )  # fmt: skip
+    ax.margins(x=0.25, y=0.15)  # room for the labels of the outermost points
     ax.set_xlabel("CPU latency, batch 1, p50 (ms, log)")
     ax.set_ylabel("test macro AUROC")
     ax.set_title("AUROC vs latency")
@@ -211,8 +222,11 @@ def auc_latency_figure(rows: list[LeaderboardRow]):
     return fig
 
 
-def write_report(rows: list[LeaderboardRow], path: Path) -> list[Path]:
-    """Write ``report.md`` (+ a PNG beside it) or a self-contained ``report.html``."""
+def write_report(
+    rows: list[LeaderboardRow], path: Path, tracking_uri: str | None = None
+) -> list[Path]:
+    """Write ``report.md`` (+ a PNG beside it) or a self-contained ``report.html`` (plot
+    embedded, no external resource: it opens offline and travels as one file)."""
     from matplotlib import pyplot as plt
 
     header = [c[0] for c in COLUMNS]
@@ -232,22 +246,100 @@ def write_report(rows: list[LeaderboardRow], path: Path) -> list[Path]:
         path.write_text("\n".join(lines))
         written.append(png)
     elif path.suffix in (".html", ".htm"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        img = base64.b64encode(buf.getvalue()).decode()
-        head = "".join(f"<th>{h}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells(r)) + "</tr>" for r in rows)
-        path.write_text(
-            "<!doctype html><meta charset='utf-8'><title>ecg-sweep leaderboard</title>"
-            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
-            f"<h1>ecg-sweep leaderboard</h1><table><tr>{head}</tr>{body}</table>"
-            f"<h2>AUROC vs latency</h2><img alt='AUROC vs latency' src='data:image/png;base64,{img}'>"
-        )
+        path.write_text(html_report(rows, fig, tracking_uri))
     else:
         plt.close(fig)
         raise ConfigError(f"--output {path}: must end in .md or .html")
     plt.close(fig)
     return written
+
+
+_CSS = """
+:root { color-scheme: light; --line: #d8dde3; --muted: #5b6570; --best: #eef7ee; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: #1d232a; margin: 2rem auto; max-width: 1400px; padding: 0 1.5rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
+h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; }
+p.meta { color: var(--muted); margin: 0 0 1.25rem; }
+.scroll { overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { padding: .45rem .7rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th { background: #f3f5f7; text-align: left; font-weight: 600; position: sticky; top: 0;
+     white-space: normal; vertical-align: bottom; min-width: 3.5rem; }
+td.num, th.num { text-align: right; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+tbody tr.best { background: var(--best); }
+tbody tr.best td:first-child { font-weight: 600; }
+figure { margin: 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
+figcaption, dl { color: var(--muted); font-size: .9rem; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dt { font-weight: 600; color: #1d232a; }
+code { font-size: .8rem; }
+td code { color: var(--muted); }
+"""
+
+_NOTES = [
+    ("val AUROC", "best trial's validation macro AUROC (what the study optimized)"),
+    ("test AUROC [95% CI]", "the best trial on the test fold, bootstrap 95% interval"),
+    ("fp32 MB / ms", "size of the model and CPU latency, batch 1, p50, measured by compression"),
+    ("int8 method", "the int8 variant compression recommended (fastest within 0.01 "
+     "validation AUROC of fp32), else the fastest int8 variant"),
+    ("wall min", "first trial start to last trial end"),
+]  # fmt: skip
+
+
+def html_report(rows: list[LeaderboardRow], fig, tracking_uri: str | None = None) -> str:
+    """The leaderboard as one self-contained HTML page: escaped text, the AUROC-vs-latency
+    figure embedded as a PNG data URI, no script, no external stylesheet or font."""
+    import datetime
+
+    from ecg_sweep.tracking.client import mask_url
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
+    img = base64.b64encode(buf.getvalue()).decode()
+    numeric = {i for i, (_, key, fmt) in enumerate(COLUMNS) if key is None or fmt != "{}"}
+    numeric.discard(0)
+    head = "".join(
+        f"<th{' class=num' if i in numeric else ''}>{html.escape(name)}</th>"
+        for i, (name, _, _) in enumerate(COLUMNS)
+    )
+    head += "<th>study run</th>"
+    body = []
+    for n, r in enumerate(rows):
+        tds = "".join(
+            f"<td{' class=num' if i in numeric else ''}>{html.escape(c)}</td>"
+            for i, c in enumerate(cells(r))
+        )
+        tds += f"<td><code>{html.escape(r.study_run_id)}</code></td>"
+        best = " class=best" if n == 0 and math.isfinite(r.test_macro_auc) else ""
+        body.append(f"<tr{best}>{tds}</tr>")
+    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    source = f" from <code>{html.escape(mask_url(tracking_uri))}</code>" if tracking_uri else ""
+    notes = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in _NOTES)
+    empty = (
+        ""
+        if rows
+        else "<p>No studies found: run <code>ecg-sweep optimize --model M</code> first.</p>"
+    )
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        f"<title>ecg-sweep leaderboard</title><style>{_CSS}</style></head><body>"
+        "<h1>ecg-sweep leaderboard</h1>"
+        f"<p class=meta>{len(rows)} {'study' if len(rows) == 1 else 'studies'}, best trial of "
+        f"each on the test fold, sorted by test macro AUROC; generated {html.escape(when)}"
+        f"{source}.</p>{empty}"
+        f"<div class=scroll><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+        "<h2>AUROC vs latency</h2><figure>"
+        f"<img alt='Test macro AUROC against CPU latency (batch 1, p50), fp32 and int8 per study' "
+        f"src='data:image/png;base64,{img}'>"
+        "<figcaption>Circles: fp32 models; triangles: their int8 variant. Up and to the left "
+        "is better.</figcaption></figure>"
+        f"<h2>Columns</h2><dl>{notes}</dl></body></html>\n"
+    )
 
 
 def rows_as_dicts(rows: list[LeaderboardRow]) -> list[dict]:

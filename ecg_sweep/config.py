@@ -127,6 +127,7 @@ class SweepConfig:
     heartbeat_interval: int = 30
     grace_period: int = 120
     max_retry: int = 2
+    system_metrics: bool = False  # MLflow system metrics (CPU, memory, GPU) on every trial run
 
     @property
     def resolved_study_name(self) -> str:

@@ -3,6 +3,8 @@
 Sweeps, ``ecg-sweep train``, fine-tuning after pruning and quantization-aware training all call
 :func:`fit`. The engine knows nothing of Optuna or MLflow: they plug in through
 ``on_epoch_end(epoch, metrics)``, which may raise to stop training (e.g. ``optuna.TrialPruned``).
+User interfaces plug in through ``progress(what, done, total)``, called after every batch with
+samples done; its time is kept out of the measured training throughput.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from ecg_sweep.models import ECGClassifier, save_checkpoint
 
 __all__ = [
     "FitResult",
+    "applied_settings",
     "FitTimeout",
+    "ProgressHook",
     "fit",
     "evaluate",
     "predict_proba",
@@ -44,6 +48,29 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EpochHook = Callable[[int, dict[str, float]], None]
+# progress(what, done, total): e.g. ("epoch 3 train", 640, 17418) samples; must be cheap and
+# never touch tensors (no device sync).
+ProgressHook = Callable[[str, int, int], None]
+
+
+class _TimedHook:
+    """Calls ``hook`` and adds up the seconds spent in it (subtracted from timed regions)."""
+
+    def __init__(self, hook: ProgressHook | None):
+        self.hook = hook
+        self.seconds = 0.0
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self.hook is not None:
+            t = time.perf_counter()
+            self.hook(what, done, total)
+            self.seconds += time.perf_counter() - t
+
+    def phase(self, what: str) -> Callable[[int, int], None] | None:
+        """A ``(done, total)`` callback for one phase, or None without a hook."""
+        if self.hook is None:
+            return None
+        return lambda done, total: self(what, done, total)
 
 
 class FitTimeout(Exception):
@@ -82,6 +109,18 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device must be auto, cpu or cuda[:N], not {name!r}") from None
+
+
+def applied_settings(cfg: TrainConfig) -> dict[str, str | bool]:
+    """``device``, ``amp`` and ``channels_last`` as :func:`fit` applies them: the resolved
+    device; autocast and the channels-last layout act on CUDA only (see ``_autocast``)."""
+    device = resolve_device(cfg.device)
+    on_cuda = device.type == "cuda"
+    return {
+        "device": str(device),
+        "amp": bool(cfg.amp and on_cuda),
+        "channels_last": bool(cfg.channels_last and on_cuda),
+    }
 
 
 def eval_mode(model: nn.Module) -> nn.Module:
@@ -197,8 +236,11 @@ def predict_proba(
     batch_size: int = 256,
     amp: bool = True,
     temperature: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """(N, 12, T) millivolts -> (N, C) sigmoid probabilities, in eval mode, batched."""
+    """(N, 12, T) millivolts -> (N, C) sigmoid probabilities, in eval mode, batched.
+
+    ``progress(done, total)`` is called after every batch with records done."""
     device = torch.device(device)
     eval_mode(model)
     xt = torch.from_numpy(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
@@ -208,6 +250,8 @@ def predict_proba(
         with _autocast(device, amp):
             logits = model(xb)
         out.append(torch.sigmoid(logits.float() / temperature).cpu())
+        if progress is not None:
+            progress(min(i + batch_size, len(xt)), len(xt))
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -218,9 +262,10 @@ def evaluate(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
     amp: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Probabilities (N, C) and mean BCE loss of ``model`` on ``split`` (eval mode)."""
-    probs = predict_proba(model, split.x, device, batch_size, amp)
+    probs = predict_proba(model, split.x, device, batch_size, amp, progress=progress)
     p = torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7)
     y = torch.from_numpy(split.y)
     loss = F.binary_cross_entropy(p, y).item()
@@ -237,8 +282,11 @@ def train_one_epoch(
     teacher_probs: torch.Tensor | None = None,
     scaler: torch.amp.GradScaler | None = None,
     deadline: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[float, int]:
-    """One pass over the training data; returns (mean loss, samples seen)."""
+    """One pass over the training data; returns (mean loss, samples seen).
+
+    ``progress(done, total)`` is called after every optimizer step with samples done."""
     model.train()
     if isinstance(model, ECGClassifier):
         model.set_distilled_training(True)
@@ -273,6 +321,8 @@ def train_one_epoch(
         scheduler.step()
         total += loss.detach() * len(idx)  # no .item(): no device sync per step
         seen += len(idx)
+        if progress is not None:
+            progress(start + len(idx), data.n)
     return (total.item() / max(seen, 1)), seen
 
 
@@ -285,6 +335,7 @@ def fit(
     on_epoch_end: EpochHook | None = None,
     checkpoint: str | Path | None = None,
     time_limit: float | None = None,
+    progress: ProgressHook | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train``, select on ``data.val``; the best weights are loaded back.
 
@@ -296,7 +347,10 @@ def fit(
     ``train_samples_per_s``. With a ``teacher``, a DeiT's distillation head learns the teacher's
     soft outputs; any other model mixes label and distillation loss on its one head
     (``cfg.distill_alpha`` on the labels, temperature ``cfg.distill_temperature``).
+    ``progress(what, done, total)`` sees every batch (``"epoch E train"`` / ``"epoch E
+    validate"``, samples); the time it takes is not counted in ``train_samples_per_s``.
     """
+    hook = _TimedHook(progress)
     device = resolve_device(cfg.device)
     t0 = time.monotonic()
     deadline = t0 + time_limit if time_limit else None
@@ -347,15 +401,25 @@ def fit(
                     teacher_probs,
                     scaler,
                     deadline,
+                    hook.phase(f"epoch {epoch} train"),
                 )
             except TimeoutError:
                 raise FitTimeout(time.monotonic() - t0, history) from None
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            epoch_train_seconds = time.monotonic() - te
+            # The progress hook's own time is not training time.
+            epoch_train_seconds = time.monotonic() - te - hook.seconds
+            hook.seconds = 0.0
             train_seconds += epoch_train_seconds
             train_seen += seen
-            probs, val_loss = evaluate(model, data.val, device, cfg.eval_batch_size, cfg.amp)
+            probs, val_loss = evaluate(
+                model,
+                data.val,
+                device,
+                cfg.eval_batch_size,
+                cfg.amp,
+                progress=hook.phase(f"epoch {epoch} validate"),
+            )
             val_auc = macro_auc(data.val.y, probs)
             metrics = {
                 "train_loss": train_loss,

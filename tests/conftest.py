@@ -162,3 +162,76 @@ def run_study(data, tracking_uri: str, storage_dir: Path, name: str, lr: float, 
         out.tracker, out.best_run_id, "vit", fold, include_compressed=False
     )
     return out, versions
+
+
+@pytest.fixture
+def pg_database():
+    """A factory of fresh PostgreSQL databases on 127.0.0.1:5432 (trust auth), dropped after the
+    test; skips when no server answers. Returns ``make(prefix) -> name``."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        conn = psycopg.connect(
+            "host=127.0.0.1 port=5432 dbname=postgres user=postgres connect_timeout=3",
+            autocommit=True,
+        )
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL not reachable on 127.0.0.1:5432: {e}")
+    made: list[str] = []
+
+    def make(prefix: str = "ecg_sweep") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return name
+
+    yield make
+    with conn.cursor() as cur:
+        for name in made:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+
+
+def start_server_cli(args: list[str], log: Path, pattern: str, timeout: float = 180.0):
+    """Start ``ecg-sweep ARGS`` (a server command) in its own process group with stdout and
+    stderr in ``log``; wait until a line matches the regex ``pattern``. Returns (process, match)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fh = open(log, "w")  # noqa: SIM115 - the server writes to it for its whole life
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecg_sweep", *args],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = re.search(pattern, log.read_text())
+        if m:
+            return proc, m
+        if proc.poll() is not None:
+            fh.close()
+            pytest.fail(f"ecg-sweep {args[0]} exited {proc.returncode}: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    fh.close()
+    pytest.fail(f"ecg-sweep {args[0]} printed no {pattern!r} in {timeout:.0f} s: {log.read_text()}")
+
+
+def stop_server(proc) -> None:
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

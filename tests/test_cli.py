@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,11 +16,16 @@ import urllib.request
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import run_cli
+from tests.conftest import TINY_VIT_SPACE, run_cli, start_server_cli, stop_server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 COMMANDS = [
     [], ["data"], ["data", "synth"], ["data", "download"], ["data", "inspect"], ["models"],
     ["train"], ["optimize"], ["compress"], ["compare"], ["promote"], ["predict"], ["ui"],
+    ["dashboard"],
 ]  # fmt: skip
 
 
@@ -78,9 +85,13 @@ def test_train_logs_a_complete_run(synth_sweep, tmp_path):
         "train", "--model", "convnext", "--preset", "tiny", "--max-epochs", "2", "--set", "lr=3e-3",
         "--set", "n_bootstrap=50", "--data-dir", str(synth_sweep), "--cache-dir", str(tmp_path / "c"),
         "--tracking-uri", uri, "--checkpoint", str(tmp_path / "best.pt"),
+        env={"ECG_SWEEP_PROGRESS_INTERVAL": "0"},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "test macro AUROC" in r.stdout and (tmp_path / "best.pt").is_file()
+    # progress inside the epochs, as plain lines (stderr is a pipe here)
+    assert re.search(r"^epoch 1 train: \d+/\d+ samples \(\d+%\), .* samples/s, ETA", r.stderr, re.M)
+    assert re.search(r"^epoch 0 validate: ", r.stderr, re.M)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("ecg-convnext")
     (run,) = client.search_runs([exp.experiment_id])
@@ -128,3 +139,131 @@ def test_ui_serves_the_local_store(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+# --- ecg-sweep dashboard (optuna-dashboard) -----------------------------------------------------
+
+
+def test_dashboard_errors_are_one_line_without_password(tmp_path):
+    r = run_cli("dashboard", "--storage", f"sqlite:///{tmp_path}/none.db")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"no such file {tmp_path}/none.db" in r.stderr
+    assert not (tmp_path / "none.db").exists()  # nothing created behind the user's back
+    r = run_cli("dashboard", "--storage", "postgresql://ann:s3cret@127.0.0.1:9/optuna")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "postgresql://ann:***@127.0.0.1:9/optuna" in r.stderr and "s3cret" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_dashboard_on_postgres_prints_masked_urls(pg_database, tmp_path):
+    import optuna
+
+    url = f"postgresql://postgres:s3cret@127.0.0.1:5432/{pg_database('dash')}"  # trust auth
+    study = optuna.create_study(study_name="pg-study", storage=url, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=3)
+    proc, m = start_server_cli(
+        ["dashboard", "--storage", url, "--port", "0"],
+        tmp_path / "dash.log",
+        r"pg-study: (http://127\.0\.0\.1:\d+)/dashboard/studies/(\d+)",
+    )
+    try:
+        base, study_id = m.group(1), m.group(2)
+        with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=30) as r:
+            detail = json.loads(r.read())
+        assert detail["name"] == "pg-study" and len(detail["trials"]) == 3
+    finally:
+        stop_server(proc)
+    log = (tmp_path / "dash.log").read_text()
+    assert "postgresql://postgres:***@127.0.0.1:5432/" in log and "s3cret" not in log
+
+
+@pytest.mark.slow
+@pytest.mark.chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_dashboard_shows_a_study_and_its_trials_in_chromium(sweep_data, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from ecg_sweep.config import SweepConfig
+    from ecg_sweep.sweep import optimize
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    cfg = SweepConfig(
+        model="vit", n_trials=3, max_epochs=2, search_space=(*TINY_VIT_SPACE, ("lr", {"low": 1e-3, "high": 3e-3})),
+        storage=storage, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", study_name="dash",
+        fixed=(("n_bootstrap", 20),),
+    )  # fmt: skip
+    optimize(cfg, sweep_data)
+    proc, m = start_server_cli(
+        ["dashboard", "--storage", storage, "--port", "0"],
+        tmp_path / "dash.log",
+        r"dash: (http://127\.0\.0\.1:\d+/dashboard/studies/\d+)",
+    )
+    shot = tmp_path / "dashboard.png"
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{m.group(1)}/trials")
+            page.get_by_text("Trial 2", exact=True).first.wait_for(timeout=60_000)
+            text = page.inner_text("body")
+            page.screenshot(path=str(shot))
+            page.goto(m.group(1))  # the study page: history, importances, intermediate values
+            page.get_by_text("Intermediate values").first.wait_for(timeout=60_000)
+            browser.close()
+    finally:
+        stop_server(proc)
+    assert "dash (id=" in text and "3 Trials" in text
+    assert all(f"Trial {n}" in text for n in range(3))
+    # the selected trial's state, its searched parameter and its per-epoch intermediate values
+    assert "Complete" in text and "Best Trial" in text
+    assert re.search(r"\nlr 0\.00\d+", text) and re.search(r"Intermediate Values\s+0 0\.\d+", text)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+# --- progress on long work ----------------------------------------------------------------------
+
+
+def test_progress_plain_lines_when_not_a_terminal(capsys, monkeypatch):
+    """Piped (CI logs, nohup): periodic plain lines with rate and ETA, at most one per interval
+    per job; no bar, no escape codes."""
+    from ecg_sweep.cli._common import ProgressDisplay
+
+    monkeypatch.delenv("ECG_SWEEP_FORCE_PROGRESS", raising=False)
+    with ProgressDisplay(interval=3600) as d:
+        assert not d.live
+        for done in range(0, 1001, 100):
+            d.update("t", "epoch 0 train", done, 1000)
+    assert capsys.readouterr().err == ""  # nothing before the first interval has passed
+    with ProgressDisplay(interval=0.0) as d:
+        time.sleep(0.01)
+        d.update("t", "trial 3 epoch 2 train", 250, 1000)
+        d.update("t", "trial 3 epoch 2 train", 500, 1000)
+        d.update("v", "trial 4 epoch 0 validate", 10, 40)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and "\x1b" not in "".join(lines)
+    assert re.fullmatch(
+        r"trial 3 epoch 2 train: 500/1000 samples \(50%\), [\d,.]+ samples/s, ETA \d+:\d\d",
+        lines[1],
+    ), lines
+    assert lines[2].startswith("trial 4 epoch 0 validate: 10/40 samples (25%)")
+
+
+def test_progress_bar_in_a_terminal(monkeypatch):
+    """In a terminal: a rich bar with done/total, rate and ETA, gone when the job ends."""
+    import io
+
+    from rich.console import Console
+
+    from ecg_sweep.cli import _common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(
+        _common, "console", Console(file=buf, force_terminal=True, width=120, stderr=True)
+    )
+    with _common.ProgressDisplay() as d:
+        assert d.live
+        d.update("t", "epoch 0 train", 300, 1000)
+        d._bar.refresh()
+        d.finish("t")
+    text = buf.getvalue()
+    assert "epoch 0 train" in text and "300/1000" in text and "samples/s" in text

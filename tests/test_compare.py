@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+
+import pytest
 
 from ecg_sweep.tracking.client import Tracker
 from tests.conftest import run_cli, run_study
@@ -50,3 +54,63 @@ def test_compare_shows_the_recommended_int8_variant(tmp_path):
     fastest = ({"speedup_bs1": 3.0}, "prune_structured+onnx_int8")
     assert compression_metrics(tracker, trial, None)[1:] == fastest
     assert compression_metrics(tracker, trial, "none")[1:] == fastest
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_html_report_is_self_contained_and_readable_in_chromium(sweep_data, tmp_path):
+    """report.html opens offline as one file: escaped names, the plot embedded, nothing fetched."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from ecg_sweep.compression import compress_run
+    from ecg_sweep.config import CompressConfig
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out, _ = run_study(sweep_data, uri, tmp_path, "a&<b>", lr=3e-3, epochs=1)
+    fast = CompressConfig(
+        methods=("quant_dynamic_int8",), threads=1, latency_warmup=1, latency_rounds=2,
+        latency_block=2, n_bootstrap=0,
+    )  # fmt: skip
+    compress_run(out.tracker, out.best_run_id, sweep_data, fast)  # a point on the plot
+    run_study(sweep_data, uri, tmp_path, "b", lr=1e-9, epochs=1)
+    report = tmp_path / "report.html"
+    r = run_cli("compare", "--tracking-uri", uri, "--output", str(report))
+    assert r.returncode == 0, r.stderr
+    page_html = report.read_text()
+    assert "<script" not in page_html and "<link" not in page_html
+    assert not re.search(r"""(src|href)=['"]?https?:""", page_html)
+    assert page_html.count("data:image/png;base64,") == 1
+    assert "a&amp;&lt;b&gt;" in page_html and "a&<b>" not in page_html
+
+    requests: list[str] = []
+    shot = tmp_path / "report.png"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("request", lambda req: requests.append(req.url))
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(("file:", "data:"))
+                else route.abort()
+            ),
+        )
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        width = page.evaluate("document.querySelector('figure img').naturalWidth")
+        rows = page.locator("tbody tr").all_inner_texts()
+        best = page.locator("tbody tr.best").inner_text()
+        header = page.locator("thead").inner_text()
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert width > 500  # the embedded plot decoded
+    assert len(rows) == 2 and "a&<b>" in best and "quant_dynamic_int8" in best
+    assert "test AUROC [95% CI]" in header and "int8 method" in header
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000

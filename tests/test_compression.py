@@ -311,3 +311,87 @@ def test_local_onnx_file_carries_its_model_info(tmp_path, small_data):
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-4)
     with pytest.raises(ConfigError, match="not found"):
         load_model(str(tmp_path / "missing.onnx"))
+
+
+# --- what users train: `train` runs and registered models ---------------------------------------
+
+
+def test_compress_a_train_run_and_a_registered_model(small_data, tmp_path, capsys):
+    """A `train` run keeps no checkpoint, only its MLflow model: its weights are read from the
+    model's torch.export archive (no unpickling) and the runs nest under the train run; a
+    ``models:/`` URI resolves to the run that logged it."""
+    from ecg_sweep.tracking.model_store import load_logged_weights, logged_model_uri
+    from ecg_sweep.tracking.training_run import train_and_log
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "ecg-vit")
+    cfg = make_train_config("vit", max_epochs=1, device="cpu", n_bootstrap=0)
+    trained = train_and_log(small_data, "vit", get_model_spec("vit").params("tiny"), cfg, tracker)
+    run_id = trained.run_id
+    names = {a.path for a in tracker.client.list_artifacts(run_id)}
+    assert "checkpoint" not in names  # what made `compress` refuse train runs before
+    model_uri = logged_model_uri(tracker, run_id)
+    assert model_uri == trained.model_uri
+    # The logged model sits in the run's experiment (not MLflow's Default experiment 0).
+    (logged,) = tracker.client.search_logged_models([tracker.experiment_id])
+    assert logged.source_run_id == run_id
+    # Same weights as the trained model, rebuilt from metadata + raw tensors.
+    rebuilt = load_logged_weights(model_uri, tmp_path / "dl")
+    x = torch.from_numpy(np.ascontiguousarray(small_data.test.x[:4], dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(rebuilt(x).numpy(), trained.model(x).numpy(), atol=1e-5)
+
+    steps: list[tuple[str, int, int]] = []
+    report = compress_run(
+        tracker,
+        run_id,
+        small_data,
+        CompressConfig(**{**FAST, "methods": ("quant_dynamic_int8",)}),
+        progress=lambda *a: steps.append(a),
+    )
+    # progress per step: scoring each variant, then the interleaved latency timing
+    names = {w for w, _, _ in steps}
+    assert {"[1/2] fp32: score validation", "[2/2] quant_dynamic_int8: score test"} <= names
+    timing = [(d, t) for w, d, t in steps if w == "timing 2 variants (2 threads)"]
+    assert timing[0][0] == 0 and timing[-1][0] == timing[-1][1] > 0
+    children = _children(tracker, run_id)
+    assert set(children) == {"fp32", "quant_dynamic_int8"}
+    (inp,) = children["fp32"].inputs.dataset_inputs  # the data it was measured on
+    assert inp.dataset.digest == small_data.fingerprint[:16]
+    assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "compression"
+    assert report.row("fp32").metrics["test_macro_auc"] == pytest.approx(
+        trained.metrics["test_macro_auc"], abs=1e-6
+    )
+    # A compression run is an output, not an input.
+    with pytest.raises(ConfigError, match="is itself a compression run"):
+        compress_run(tracker, children["fp32"].info.run_id, small_data, CompressConfig(**FAST))
+
+    # models:/ URI through the CLI: nested under the run that logged the registered model.
+    client = tracker.client
+    client.create_registered_model("ecg-vit")
+    version = client.create_model_version("ecg-vit", model_uri, run_id=run_id)
+    client.set_registered_model_alias("ecg-vit", "champion", version.version)
+    root = small_data.root
+    code, out, err = _cli(
+        capsys, "compress", "--model-uri", "models:/ecg-vit@champion", "--methods", "fp32",
+        "--threads", "1", "--device", "cpu", "--tracking-uri", uri, "--data-dir", str(root),
+    )  # fmt: skip
+    assert code == 0, err
+    runs = tracker.search_runs(f"tags.`mlflow.parentRunId` = '{run_id}'")
+    assert len(runs) == 3 and "recommended" in out
+    code, _, err = _cli(capsys, "compress", "--model-uri", "models:/ecg-vit@nope",
+                        "--tracking-uri", uri, "--data-dir", str(root))  # fmt: skip
+    assert code == 2 and "--model-uri models:/ecg-vit@nope: not found" in err
+
+
+def test_pickled_models_are_not_unpickled_for_their_weights(small_data, tmp_path):
+    from ecg_sweep.tracking.model_store import load_logged_weights, log_model
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    info = model_info("vit", get_model_spec("vit").params("tiny"), small_data)
+    run_id = tracker.start_run("r")
+    uri = log_model(
+        tracker, run_id, build_model(info).eval(), info, small_data.test.x[:2], "pickle"
+    )
+    with pytest.raises(ConfigError, match="weights are pickled"):
+        load_logged_weights(uri, tmp_path / "dl")

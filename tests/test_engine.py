@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -173,3 +174,35 @@ def test_every_family_learns(learn_data, name, repr_):
 LEARN_EPOCHS = 10
 LEARN_LR = 3e-3
 LEARN_MIN_AUC = 0.75
+
+
+def test_progress_hook_sees_every_batch_and_stays_out_of_the_throughput(learn_data):
+    """The hook sees train and validation batches of every epoch; a slow hook (a UI) makes the
+    epoch longer but does not lower the measured training throughput."""
+    n_train, n_val = len(learn_data.train), len(learn_data.val)
+    calls: list[tuple[str, int, int]] = []
+    cfg = make_train_config("vit", max_epochs=2, batch_size=128, patience=5)
+    fast = fit(_tiny(learn_data), learn_data, cfg, progress=lambda *a: calls.append(a))
+    train0 = [c for c in calls if c[0] == "epoch 0 train"]
+    assert [c[1] for c in train0] == sorted(c[1] for c in train0)  # monotonic
+    assert train0[-1][1:] == (n_train, n_train)  # the last batch reports all samples
+    assert len(train0) == -(-n_train // 128)  # one call per batch
+    assert [c for c in calls if c[0] == "epoch 1 validate"][-1][1:] == (n_val, n_val)
+    assert {c[0] for c in calls} == {
+        "epoch 0 train", "epoch 0 validate", "epoch 1 train", "epoch 1 validate"
+    }  # fmt: skip
+
+    def slow(what, done, total):
+        time.sleep(0.3)
+
+    seed_everything(0)
+    slowed = fit(
+        _tiny(learn_data), learn_data, dataclasses.replace(cfg, max_epochs=1), progress=slow
+    )
+    batches = -(-n_train // 128)
+    # The hook's sleep is in the epoch's wall time, not in the samples/s of training.
+    assert slowed.history[0]["epoch_seconds"] >= 0.3 * batches
+    assert slowed.train_samples_per_s > 0.5 * fast.train_samples_per_s, (
+        slowed.train_samples_per_s,
+        fast.train_samples_per_s,
+    )

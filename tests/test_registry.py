@@ -264,3 +264,157 @@ def test_compressed_variant_registered_and_predicts(sweep_data, real30, tmp_path
     assert r.returncode == 0, r.stderr
     (pred,) = json.loads((tmp_path / "p.json").read_text())
     assert set(pred) >= {"NORM", "MI", "STTC", "CD", "HYP", "labels"}
+
+
+# --- a team stack: MLflow server on PostgreSQL with proxied artifacts, workers on PostgreSQL ---
+
+TEAM_SPACE_YAML = """\
+input_repr: signal
+embed_dim: 48
+num_heads: 2
+depth: 1
+patch_time: 20
+patch_leads: 12
+mlp_ratio: 2.0
+batch_size: 64
+lr: {low: 0.001, high: 0.003}
+"""
+
+
+def _can_hide_folders() -> bool:
+    """Whether this process may give a child its own mount namespace (root, unshare)."""
+    if shutil.which("unshare") is None:
+        return False
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True
+    )
+    return r.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_team_stack_postgres_server_two_workers_compress_register_predict(
+    pg_database, synth_sweep, real30, tmp_path
+):
+    """`mlflow server` on PostgreSQL with --artifacts-destination; two `optimize` workers on a
+    PostgreSQL Optuna storage; compress + register; promote; `predict` from the champion in a
+    process whose view of the server's folder is an empty tmpfs (artifacts only over HTTP)."""
+    from tests.conftest import stop_server
+
+    server_dir, artifacts = tmp_path / "server", tmp_path / "server" / "artifacts"
+    artifacts.mkdir(parents=True)
+    port = _free_port()
+    backend = f"postgresql://postgres@127.0.0.1:5432/{pg_database('mlflow')}"
+    storage = f"postgresql://postgres@127.0.0.1:5432/{pg_database('optuna')}"
+    url = f"http://127.0.0.1:{port}"
+    with open(server_dir / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+             "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"],
+            cwd=server_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                assert server.poll() is None, (server_dir / "server.log").read_text()[-3000:]
+                assert time.time() < deadline, "mlflow server did not start in 180 s"
+                time.sleep(0.5)
+        space = tmp_path / "space.yaml"
+        space.write_text(TEAM_SPACE_YAML)
+        common = ["--tracking-uri", url, "--data-dir", str(synth_sweep), "--cache-dir",
+                  str(tmp_path / "cache")]  # fmt: skip
+        workers = []
+        for i in range(2):
+            wd = tmp_path / f"worker{i}"
+            wd.mkdir()
+            workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "ecg_sweep",
+                        "optimize",
+                        "--model",
+                        "vit",
+                        "--n-trials",
+                        "2",
+                        "--max-epochs",
+                        "2",
+                        "--search-space",
+                        str(space),
+                        "--study-name",
+                        "team",
+                        "--storage",
+                        storage,
+                        "--no-compress",
+                        "--no-register",
+                        "--set",
+                        "n_bootstrap=50",
+                        *common,
+                    ],
+                    cwd=wd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env={**os.environ, "OMP_NUM_THREADS": "1"},  # each its share of 2 cores
+                )  # fmt: skip
+            )
+        outs = [w.communicate(timeout=1200)[0] for w in workers]
+        assert all(w.returncode == 0 for w in workers), outs
+        # Nothing local: the workers used the server and the database only.
+        for i in range(2):
+            assert sorted(p.name for p in (tmp_path / f"worker{i}").iterdir()) == []
+
+        client = MlflowClient(url)
+        exp = client.get_experiment_by_name("ecg-vit")
+        assert exp.artifact_location.startswith("mlflow-artifacts:")
+        runs = client.search_runs([exp.experiment_id])
+        kinds = sorted(r.data.tags.get("ecg_sweep.kind", "") for r in runs)
+        assert kinds == ["study", "trial", "trial", "trial", "trial"]
+        import optuna
+
+        study = optuna.load_study(study_name="team", storage=storage)
+        assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+
+        # One machine compresses the study's best and registers it; promotion.
+        cdir = tmp_path / "compress"
+        cdir.mkdir()
+        r = run_cli(
+            "compress", "--study-name", "team", "--register", "--methods",
+            "fp32,quant_dynamic_int8", "--threads", "1", "--device", "cpu", *common,
+            cwd=cdir, env={"OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "registered ecg-vit version 1 (fp32" in r.stdout
+        r = run_cli("promote", "--model", "vit", "--tracking-uri", url, cwd=cdir)
+        assert r.returncode == 0 and "models:/ecg-vit@champion" in r.stdout, r.stderr
+        best = study.best_trial.user_attrs["mlflow_run_id"]
+        children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{best}'")
+        assert {c.info.run_name for c in children} == {
+            "compress-fp32", "compress-quant_dynamic_int8"
+        }  # fmt: skip
+        stored = [p for p in artifacts.rglob("*") if p.is_file()]
+        assert any(p.name == "best.pt" for p in stored)  # the server stored what workers sent
+
+        # A third process predicts from the champion with the server's folder hidden.
+        pdir = tmp_path / "predict"
+        pdir.mkdir()
+        rec = str(real30 / "records100/00000/00841_lr")
+        cmd = [sys.executable, "-m", "ecg_sweep", "predict", "--model-uri",
+               "models:/ecg-vit@champion", rec, "--tracking-uri", url, "--output",
+               str(pdir / "p.csv")]  # fmt: skip
+        if _can_hide_folders():
+            script = f'mount -t tmpfs none "{server_dir}" && test ! -e "{artifacts}" && exec "$@"'
+            cmd = ["unshare", "-m", "sh", "-c", script, "sh", *cmd]
+        r = subprocess.run(cmd, cwd=pdir, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lines = (pdir / "p.csv").read_text().splitlines()
+        assert lines[0] == "record,NORM,MI,STTC,CD,HYP,labels" and len(lines) == 2
+        assert sorted(p.name for p in pdir.iterdir()) == ["p.csv"]  # no local store created
+    finally:
+        stop_server(server)

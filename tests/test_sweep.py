@@ -371,3 +371,19 @@ def test_cli_bad_search_space_file(synth_sweep, tmp_path):
     assert (
         r.returncode == 2 and "'depth': low 9 > high 2" in r.stderr and "Traceback" not in r.stderr
     )
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_opening_a_fresh_postgres_storage_at_once(pg_database):
+    """Optuna's CREATE TABLEs race when workers start together on an empty database
+    (UniqueViolation on pg_type); make_storage serializes that first touch."""
+    url = f"postgresql://postgres@127.0.0.1:5432/{pg_database('race')}"
+    code = "from ecg_sweep.sweep.study import make_storage; import sys; make_storage(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-500:] for e in errors if e]
+    assert optuna.get_all_study_names(url) == []  # a usable, empty storage

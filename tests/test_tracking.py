@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -88,3 +89,69 @@ def test_teacher_only_for_distilled_models(tmp_path):
     with pytest.raises(ConfigError, match="distilled"):
         load_teacher(str(tmp_path / "t.pt"), "vit")
     assert load_teacher(None, "deit") is None
+
+
+# --- the MLflow view: dataset inputs, system metrics, params as they ran ------------------------
+
+
+def _dataset_of(run):
+    (inp,) = run.inputs.dataset_inputs
+    tags = {t.key: t.value for t in inp.tags}
+    return inp.dataset, tags["mlflow.data.context"]
+
+
+def test_study_and_trials_carry_dataset_system_metrics_and_params_as_run(sweep_data, tmp_path):
+    from ecg_sweep.config import SweepConfig
+    from ecg_sweep.sweep import optimize
+    from tests.conftest import TINY_VIT_SPACE
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = SweepConfig(
+        model="vit", n_trials=2, max_epochs=1, search_space=TINY_VIT_SPACE, storage=f"sqlite:///{tmp_path}/o.db",
+        tracking_uri=uri, study_name="view", fixed=(("n_bootstrap", 20),), system_metrics=True,
+    )  # fmt: skip
+    out = optimize(cfg, sweep_data)
+    optimize(dataclasses.replace(cfg, n_trials=1, system_metrics=False), sweep_data)  # resume
+    tracker = out.tracker
+    runs = tracker.search_runs()
+    study = next(r for r in runs if r.data.tags["ecg_sweep.kind"] == "study")
+    trials = [r for r in runs if r.data.tags["ecg_sweep.kind"] == "trial"]
+    assert len(trials) == 3
+    name = f"{sweep_data.root.name}-100hz-superdiagnostic"
+    digest = sweep_data.fingerprint[:16]
+    assert len(sweep_data.fingerprint) == 64 and digest in sweep_data.cache_path.name
+    for run in [study, *trials]:
+        ds, context = _dataset_of(run)  # exactly one input, also on the resumed study run
+        assert (ds.name, ds.digest, context) == (name, digest, "training")
+        assert json.loads(ds.source) == {"uri": str(sweep_data.root)}
+        profile = json.loads(ds.profile)
+        assert profile["sampling_rate"] == 100 and profile["task"] == "superdiagnostic"
+        assert profile["n_train"] == len(sweep_data.train) and profile["test_folds"] == [10]
+    # Users filter runs by the data they saw.
+    found = tracker.search_runs(f"dataset.digest = '{digest}' and dataset.name = '{name}'")
+    assert {r.info.run_id for r in found} == {r.info.run_id for r in [study, *trials]}
+    # System metrics on the trials that asked for them (even ones shorter than MLflow's 10 s
+    # sampling interval), none on the resumed invocation's trial.
+    with_sys = [r for r in trials if "system/cpu_utilization_percentage" in r.data.metrics]
+    assert len(with_sys) == 2
+    assert all("system/system_memory_usage_megabytes" in r.data.metrics for r in with_sys)
+    assert study.data.params["system_metrics"] == "True"
+    # amp and channels_last do nothing on CPU: logged as what ran.
+    for r in trials:
+        p = r.data.params
+        assert (p["device"], p["amp"], p["channels_last"]) == ("cpu", "False", "False")
+
+
+def test_train_run_params_and_dataset(sweep_data, tmp_path):
+    from ecg_sweep.models import make_train_config
+    from ecg_sweep.tracking.training_run import train_and_log
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    cfg = make_train_config("vit", max_epochs=1, n_bootstrap=0, amp=True, channels_last=True)
+    out = train_and_log(sweep_data, "vit", get_model_spec("vit").params("tiny"), cfg, tracker)
+    run = tracker.get_run(out.run_id)
+    ds, context = _dataset_of(run)
+    assert ds.digest == sweep_data.fingerprint[:16] and context == "training"
+    p = run.data.params
+    assert (p["device"], p["amp"], p["channels_last"]) == ("cpu", "False", "False")
+    assert not any(k.startswith("system/") for k in run.data.metrics)  # not asked for

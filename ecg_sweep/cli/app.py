@@ -17,6 +17,7 @@ import typer
 from ecg_sweep.cli import (
     compare_cmd,
     compress_cmd,
+    dashboard_cmd,
     data_cmd,
     optimize_cmd,
     registry_cmd,
@@ -40,8 +41,22 @@ app.command("compare")(compare_cmd.compare_cmd)
 app.command("promote")(registry_cmd.promote_cmd)
 app.command("predict")(registry_cmd.predict_cmd)
 app.command("ui")(ui_cmd.ui_cmd)
+app.command("dashboard")(dashboard_cmd.dashboard_cmd)
 
 _state = {"debug": False}
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record, not as it was at setup: while a rich
+    progress bar is live, rich swaps in a proxy that prints lines above the bar."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 @app.callback()
@@ -52,10 +67,11 @@ def _root(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s")
     )
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     for noisy in ("alembic", "urllib3", "git", "matplotlib", "PIL", "numexpr", "mlflow", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MLflow draws tqdm bars on artifact downloads; our output has its own progress.

@@ -57,5 +57,7 @@ def compare_cmd(
         if not rows:
             out.print("no studies found: run `ecg-sweep optimize --model M` first")
     if output is not None:
-        written = write_report(rows, output)
+        from ecg_sweep.tracking.client import resolve_tracking_uri
+
+        written = write_report(rows, output, resolve_tracking_uri(tracking_uri))
         console.print(f"wrote {', '.join(map(str, written))}")

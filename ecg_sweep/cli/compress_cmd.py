@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from ecg_sweep.cli._common import compress_and_report, console, out, prepare_data
+from ecg_sweep.cli._common import (
+    compress_and_report,
+    console,
+    out,
+    prepare_data,
+    register_and_report,
+)
 from ecg_sweep.cli.options import (
     CacheDir,
     DataDir,
@@ -26,11 +32,15 @@ def resolve_target(
     experiment: str | None,
     run_id: str | None,
     study_name: str | None,
+    model_uri: str | None = None,
 ):
-    """(Tracker on the run's experiment, the trial run id) for ``--run-id`` or ``--study-name``.
+    """(Tracker on the run's experiment, the run id) for ``--run-id``, ``--study-name`` or
+    ``--model-uri``.
 
     A study resolves to its study run (by study-name tag) in ``experiment`` (all experiments
-    when None) and then to the best trial run that the study run's tag names.
+    when None) and then to the best trial run that the study run's tag names; a model URI
+    (``models:/ecg-vit@champion``, ``models:/ecg-vit/3``, ``runs:/ID/model``) to the run
+    that logged the model.
     """
     from mlflow import MlflowClient
 
@@ -43,11 +53,15 @@ def resolve_target(
         STUDY_NAME_TAG,
     )
 
-    if bool(run_id) == bool(study_name):
-        raise ConfigError("pass exactly one of --run-id ID or --study-name NAME")
+    if sum(map(bool, (run_id, study_name, model_uri))) != 1:
+        raise ConfigError(
+            "pass exactly one of --run-id ID, --study-name NAME or --model-uri models:/..."
+        )
     uri = resolve_tracking_uri(tracking_uri)
     probe = Tracker(uri, experiment or "Default", check=False)  # no experiment is created
     client: MlflowClient = probe.client
+    if model_uri:
+        run_id = _model_source_run(model_uri, uri)
     if study_name:
         if "'" in study_name:
             raise ConfigError(f"--study-name {study_name!r}: quotes are not allowed")
@@ -88,11 +102,44 @@ def resolve_target(
     return Tracker(uri, exp_name), run_id
 
 
+def _model_source_run(model_uri: str, tracking_uri: str) -> str:
+    """The run that logged the model a URI names (a registry alias or version, a run's model)."""
+    import mlflow
+
+    from ecg_sweep.errors import ConfigError
+    from ecg_sweep.tracking.client import mask_url
+
+    if not model_uri.startswith(("models:/", "runs:/")):
+        raise ConfigError(f"--model-uri {model_uri}: expected models:/NAME@ALIAS, models:/NAME/V "
+                          "or runs:/ID/PATH")  # fmt: skip
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        info = mlflow.models.get_model_info(model_uri)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"--model-uri {model_uri}: not found at {mask_url(tracking_uri)}: {mask_url(msg)[:200]}"
+        ) from None
+    if not info.run_id:
+        raise ConfigError(f"--model-uri {model_uri}: the model names no run that logged it")
+    return info.run_id
+
+
 def compress_cmd(
     run_id: Annotated[
         str | None,
         typer.Option(
-            "--run-id", help="The trial run to compress (one with a checkpoint artifact)."
+            "--run-id",
+            help="The run whose model to compress: a completed trial or an `ecg-sweep train` run.",
+        ),
+    ] = None,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--model-uri",
+            help="Compress a registered or logged model (models:/ecg-vit@champion, runs:/ID/model);"
+            " the runs nest under the run that logged it.",
         ),
     ] = None,
     study_name: Annotated[
@@ -124,6 +171,15 @@ def compress_cmd(
             "--calibration-batches", help="Training batches used to calibrate static int8."
         ),
     ] = 8,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register/--no-register",
+            help="Then register the model and the recommended variant as ecg-<model> "
+            "(alias challenger), as optimize does: the last step after several workers "
+            "ran optimize --no-compress --no-register.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
     sampling_rate: SamplingRate = 100,
@@ -139,9 +195,10 @@ def compress_cmd(
         ),
     ] = None,
 ) -> None:
-    """Prune, quantize and export a trial's model; measure size, latency and accuracy of each.
+    """Prune, quantize and export a model; measure size, latency and accuracy of each.
 
-    Every method is a nested MLflow run compress-<method> under the trial's run; the table is
+    The model of a trial, a `train` run or a registered version. Every method is a nested
+    MLflow run compress-<method> under the run that logged the model; the table is
     printed and logged (markdown + CSV) with a size/latency/AUROC plot.
     """
     from ecg_sweep.compression import METHODS, resolve_methods
@@ -162,10 +219,12 @@ def compress_cmd(
         device=str(resolve_device(device)),
     )
     chosen = resolve_methods(cfg.methods)  # unknown names fail before any data is read
-    tracker, best_run_id = resolve_target(tracking_uri, experiment, run_id, study_name)
+    tracker, best_run_id = resolve_target(tracking_uri, experiment, run_id, study_name, model_uri)
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
     console.print(
         f"compressing run {best_run_id} of experiment {tracker.experiment_name!r} "
         f"({len(chosen)} methods, {threads} threads)"
     )
-    compress_and_report(tracker, best_run_id, data, cfg)
+    report = compress_and_report(tracker, best_run_id, data, cfg)
+    if register:
+        register_and_report(tracker, best_run_id, report.model, data, include_compressed=True)

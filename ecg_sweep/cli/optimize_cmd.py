@@ -11,11 +11,13 @@ import typer
 from rich.table import Table
 
 from ecg_sweep.cli._common import (
+    ProgressDisplay,
     compress_and_report,
     console,
     out,
     parse_set_options,
     prepare_data,
+    register_and_report,
 )
 from ecg_sweep.cli.options import (
     CacheDir,
@@ -28,6 +30,7 @@ from ecg_sweep.cli.options import (
     SamplingRate,
     Seed,
     Storage,
+    SystemMetrics,
     Task,
     Teacher,
     TrackingUri,
@@ -37,11 +40,17 @@ __all__ = ["optimize_cmd"]
 
 
 class ConsoleReporter:
-    """Live per-epoch and per-trial lines on stderr (works in terminals and in CI logs)."""
+    """Live per-epoch and per-trial lines on stderr (works in terminals and in CI logs), and
+    progress inside epochs (a bar per running trial in a terminal, periodic lines otherwise)."""
 
-    def __init__(self, n_trials: int | None):
+    def __init__(self, n_trials: int | None, display: ProgressDisplay | None = None):
         self.n_trials = n_trials
         self.t0 = time.monotonic()
+        self.display = display
+
+    def progress(self, number, what, done, total):
+        if self.display is not None:
+            self.display.update(f"trial {number}", f"trial {number} {what}", done, total)
 
     def trial_started(self, number, params):
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
@@ -68,6 +77,8 @@ class ConsoleReporter:
         )
 
     def trial_finished(self, study, trial):
+        if self.display is not None:
+            self.display.finish(f"trial {trial.number}")
         value = "-" if trial.value is None else f"{trial.value:.4f}"
         try:
             best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
@@ -153,6 +164,7 @@ def optimize_cmd(
     on_bad_record: OnBadRecord = "error",
     device: Device = "auto",
     seed: Seed = 0,
+    system_metrics: SystemMetrics = False,
 ) -> None:
     """Search a model's hyperparameters with Optuna; every trial is a nested MLflow run."""
     import optuna
@@ -204,6 +216,7 @@ def optimize_cmd(
         fixed=fixed,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
+        system_metrics=system_metrics,
     )
     make_sampler(sampler, seed)  # unknown names fail before any data is read
     make_pruner(pruner, max_epochs)
@@ -215,7 +228,8 @@ def optimize_cmd(
         f"pruner {pruner}",
         highlight=False,
     )
-    outcome = optimize(cfg, data, str(dev), ConsoleReporter(n_trials))
+    with ProgressDisplay() as display:
+        outcome = optimize(cfg, data, str(dev), ConsoleReporter(n_trials, display))
     summary = study_summary(outcome)
     _print_summary(summary, outcome.tracker.uri)
     if compress and outcome.best_run_id:
@@ -223,22 +237,7 @@ def optimize_cmd(
             outcome.tracker, outcome.best_run_id, data, CompressConfig(device=str(dev))
         )
     if register and outcome.best_run_id:
-        from ecg_sweep.registry import fold_fingerprint, register_study_best
-
-        versions = register_study_best(
-            outcome.tracker,
-            outcome.best_run_id,
-            model,
-            fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task),
-            include_compressed=compress,
-        )
-        for v in versions:
-            alias = f" @{', @'.join(v.aliases)}" if v.aliases else ""
-            out.print(
-                f"registered {v.name} version {v.version} ({v.method}, test macro AUROC "
-                f"{v.test_macro_auc:.4f}){alias}"
-            )
-        out.print(f"promote it to serving: ecg-sweep promote --model {model}")
+        register_and_report(outcome.tracker, outcome.best_run_id, model, data, compress)
 
 
 def _print_summary(s: dict, tracking_uri: str) -> None:

@@ -21,10 +21,12 @@ __all__ = [
     "Experiment",
     "Model",
     "OnBadRecord",
+    "Port",
     "Preset",
     "SamplingRate",
     "Seed",
     "Storage",
+    "SystemMetrics",
     "Task",
     "Teacher",
     "TrackingUri",
@@ -106,3 +108,17 @@ Storage = Annotated[
         help="Optuna storage URL (default sqlite:///optuna.db; postgresql://... for many machines).",
     ),
 ]
+
+SystemMetrics = Annotated[
+    bool,
+    typer.Option(
+        "--system-metrics/--no-system-metrics",
+        envvar="MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING",
+        help="Log MLflow system metrics (CPU, memory, disk, network; GPU with pynvml) into each "
+        "training run, every $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (default 10; env "
+        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING).",
+    ),
+]
+
+# --- servers ------------------------------------------------------------------------------------
+Port = Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ecg_sweep.cli._common import out, parse_set_options, prepare_data
+from ecg_sweep.cli._common import ProgressDisplay, out, parse_set_options, prepare_data
 from ecg_sweep.cli.options import (
     CacheDir,
     DataDir,
@@ -20,6 +20,7 @@ from ecg_sweep.cli.options import (
     Preset,
     SamplingRate,
     Seed,
+    SystemMetrics,
     Task,
     Teacher,
     TrackingUri,
@@ -105,6 +106,7 @@ def train_cmd(
     seed: Seed = 0,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = None,
+    system_metrics: SystemMetrics = False,
 ) -> None:
     """Train one model and log it to MLflow (params, per-epoch curves, test metrics, model)."""
     from ecg_sweep.config import split_params
@@ -123,16 +125,19 @@ def train_cmd(
     resolve_device(cfg.device)  # fail before loading data
     tracker = Tracker(tracking_uri, experiment_name(model, experiment))
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
-    result = train_and_log(
-        data,
-        model,
-        params,
-        cfg,
-        tracker,
-        teacher=teacher,
-        pretrained_weights=pretrained_weights,
-        checkpoint=checkpoint,
-    )
+    with ProgressDisplay() as display:
+        result = train_and_log(
+            data,
+            model,
+            params,
+            cfg,
+            tracker,
+            teacher=teacher,
+            pretrained_weights=pretrained_weights,
+            checkpoint=checkpoint,
+            system_metrics=system_metrics,
+            progress=display.hook("train"),
+        )
     m = result.metrics
     out.print(
         f"test macro AUROC {m['test_macro_auc']:.4f} [{m['test_macro_auc_ci_low']:.4f}, "

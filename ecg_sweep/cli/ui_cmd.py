@@ -5,19 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Annotated
 
 import typer
 
 from ecg_sweep.cli._common import console
-from ecg_sweep.cli.options import TrackingUri
+from ecg_sweep.cli.options import Port, TrackingUri
 
 __all__ = ["ui_cmd"]
 
 
 def ui_cmd(
     tracking_uri: TrackingUri = None,
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
+    port: Port = 5000,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for the local store (Ctrl-C stops it)."""
     from ecg_sweep.tracking.client import resolve_tracking_uri

@@ -25,7 +25,7 @@ from ecg_sweep.compression.measure import file_size, measure_latency, torch_thre
 from ecg_sweep.compression.methods import BuildContext, Method, Variant, resolve_methods
 from ecg_sweep.config import TRAIN_FIELDS, CompressConfig, TrainConfig
 from ecg_sweep.data.dataset import PreparedData
-from ecg_sweep.engine import predict_proba, resolve_device, seed_everything
+from ecg_sweep.engine import ProgressHook, predict_proba, resolve_device, seed_everything
 from ecg_sweep.errors import ConfigError, TrackingError
 from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
 from ecg_sweep.models import ECGClassifier, ModelInfo, load_checkpoint, make_train_config
@@ -36,6 +36,7 @@ from ecg_sweep.tracking.contract import (
     COMPRESSION_SUMMARY_CSV,
     COMPRESSION_SUMMARY_MD,
     COMPRESSION_TRADEOFF_PLOT,
+    DATASET_CONTEXT_COMPRESSION,
     ERROR_TAG,
     KIND_COMPRESSION,
     KIND_TAG,
@@ -43,6 +44,7 @@ from ecg_sweep.tracking.contract import (
     MODEL_TAG,
     MODEL_URI_TAG,
     NOTE_TAG,
+    PARENT_TAG,
     RECOMMENDED_TAG,
     SKIPPED_TAG,
     compression_run_name,
@@ -50,8 +52,10 @@ from ecg_sweep.tracking.contract import (
 from ecg_sweep.tracking.model_store import (
     download_checkpoint,
     has_checkpoint,
+    load_logged_weights,
     log_model,
     log_thresholds,
+    logged_model_uri,
 )
 
 __all__ = ["MAX_AUC_DROP", "CompressionRow", "CompressionReport", "compress_run"]
@@ -140,12 +144,17 @@ def _get_run(tracker: Tracker, run_id: str):
 
 
 def _load_trial_model(tracker: Tracker, run_id: str, dest: str) -> ECGClassifier:
-    if not has_checkpoint(tracker, run_id):
+    """A completed trial's weights-only checkpoint, else the torch model the run logged
+    (``ecg-sweep train`` runs, evaluated trials)."""
+    if has_checkpoint(tracker, run_id):
+        return load_checkpoint(download_checkpoint(tracker, run_id, dest)).eval()
+    uri = logged_model_uri(tracker, run_id)
+    if uri is None:
         raise ConfigError(
-            f"run {run_id} has no {CHECKPOINT_ARTIFACT} artifact: only completed trials "
-            "of `ecg-sweep optimize` keep their weights"
+            f"run {run_id} logged no model (no {CHECKPOINT_ARTIFACT}, no MLflow model): "
+            "pass a completed trial or a train run"
         )
-    return load_checkpoint(download_checkpoint(tracker, run_id, dest)).eval()
+    return load_logged_weights(uri, dest)
 
 
 def _check_data(info: ModelInfo, data: PreparedData) -> None:
@@ -188,12 +197,20 @@ def _finetune_config(run, info: ModelInfo, cfg: CompressConfig) -> TrainConfig:
 
 
 def _accuracy(
-    variant: Variant, data: PreparedData, cfg: CompressConfig
+    variant: Variant, data: PreparedData, cfg: CompressConfig, progress: ProgressHook | None = None
 ) -> tuple[dict[str, float], np.ndarray]:
     """Validation-tuned thresholds for this variant, then validation and test metrics."""
+
+    def phase(what: str):
+        return None if progress is None else lambda d, t: progress(what, d, t)
+
     with torch_threads(cfg.threads):
-        val_p = predict_proba(variant.module, data.val.x, "cpu", amp=False)
-        test_p = predict_proba(variant.module, data.test.x, "cpu", amp=False)
+        val_p = predict_proba(
+            variant.module, data.val.x, "cpu", amp=False, progress=phase("score validation")
+        )
+        test_p = predict_proba(
+            variant.module, data.test.x, "cpu", amp=False, progress=phase("score test")
+        )
     thresholds = tune_thresholds(data.val.y, val_p)
     metrics = {
         "val_macro_auc": macro_auc(data.val.y, val_p),
@@ -287,6 +304,7 @@ def compress_run(
     best_run_id: str,
     data: PreparedData,
     config: CompressConfig | None = None,
+    progress: ProgressHook | None = None,
 ) -> CompressionReport:
     """Compress the model of ``best_run_id`` with ``config.methods`` (default: all), measure each.
 
@@ -296,7 +314,9 @@ def compress_run(
     ``fp32`` (the baseline) and the base of every chained method always run. A method that does
     not apply ends KILLED with its reason (``SKIPPED_TAG``); one that raises ends FAILED with the
     error (``ERROR_TAG``) and the others go on. ``config.device`` is where fine-tuning and QAT
-    train; measurement is on the CPU with ``config.threads`` threads.
+    train; measurement is on the CPU with ``config.threads`` threads. ``progress(what, done,
+    total)`` follows each step in records (fine-tuning batches, scoring, latency timing), named
+    ``"[i/n] <method>: <step>"``; it is never called inside a timed call.
 
     Raises:
         ConfigError: unknown method, a run without checkpoint, data that does not fit the model.
@@ -305,11 +325,16 @@ def compress_run(
     cfg = config or CompressConfig()
     chosen = resolve_methods(cfg.methods)
     run = _get_run(tracker, best_run_id)
+    if run.data.tags.get(KIND_TAG) == KIND_COMPRESSION:
+        raise ConfigError(
+            f"run {best_run_id} is itself a compression run ({run.info.run_name}); pass the run "
+            f"it compressed: {run.data.tags.get(PARENT_TAG, '?')}"
+        )
     with tempfile.TemporaryDirectory(prefix="ecg-sweep-compress-") as tmp:
         model = _load_trial_model(tracker, best_run_id, tmp)
         _check_data(model.info, data)
         train_cfg = _finetune_config(run, model.info, cfg)
-        built = _build_all(tracker, run, model, chosen, data, cfg, train_cfg, Path(tmp))
+        built = _build_all(tracker, run, model, chosen, data, cfg, train_cfg, Path(tmp), progress)
         rows = [b.row if isinstance(b, _Built) else b for b in built]
         ok = [b for b in built if isinstance(b, _Built)]
         if not ok or ok[0].method.name != "fp32":
@@ -317,7 +342,7 @@ def compress_run(
                 tracker.end_run(b.row.run_id, "FAILED")
             raise RuntimeError(f"the fp32 baseline could not be measured: {rows[0].reason}")
         try:
-            _measure_and_log(tracker, ok, data, cfg)
+            _measure_and_log(tracker, ok, data, cfg, progress)
         except BaseException:
             for b in ok:
                 tracker.end_run(b.row.run_id, "FAILED")
@@ -334,7 +359,9 @@ def compress_run(
     return report
 
 
-def _start(tracker: Tracker, run, method: Method, info: ModelInfo, cfg: CompressConfig) -> str:
+def _start(
+    tracker: Tracker, run, method: Method, info: ModelInfo, cfg: CompressConfig, data: PreparedData
+) -> str:
     run_id = tracker.start_run(
         compression_run_name(method.name),
         tags={
@@ -344,6 +371,7 @@ def _start(tracker: Tracker, run, method: Method, info: ModelInfo, cfg: Compress
         },
         parent_run_id=run.info.run_id,
     )
+    tracker.log_dataset(run_id, data, DATASET_CONTEXT_COMPRESSION)
     tracker.log_params(
         run_id,
         {
@@ -368,11 +396,18 @@ def _build_all(
     cfg: CompressConfig,
     train_cfg: TrainConfig,
     tmp: Path,
+    progress: ProgressHook | None = None,
 ) -> list[_Built | CompressionRow]:
     float_models: dict[str, ECGClassifier | None] = {}  # method -> its float model (for chains)
     out: list[_Built | CompressionRow] = []
-    for method in methods:
-        run_id = _start(tracker, run, method, model.info, cfg)
+    for i, method in enumerate(methods, start=1):
+        step = None
+        if progress is not None:
+
+            def step(what: str, done: int, total: int, tag=f"[{i}/{len(methods)}] {method.name}"):
+                progress(f"{tag}: {what}", done, total)
+
+        run_id = _start(tracker, run, method, model.info, cfg, data)
         row = CompressionRow(method.name, "ok", run_id, int8=method.int8)
         source = model if method.base is None else float_models.get(method.base)
         reason = (
@@ -398,13 +433,13 @@ def _build_all(
 
         workdir = tmp / method.name
         workdir.mkdir()
-        ctx = BuildContext(data, cfg, train_cfg, workdir, on_epoch_end)
+        ctx = BuildContext(data, cfg, train_cfg, workdir, on_epoch_end, step)
         seed_everything(cfg.seed)
         t0 = time.monotonic()
         try:
             log.info("compress-%s: building", method.name)
             variant = method.build(source, ctx)
-            accuracy, thresholds = _accuracy(variant, data, cfg)
+            accuracy, thresholds = _accuracy(variant, data, cfg, step)
         except KeyboardInterrupt:
             for open_run in [run_id, *(b.row.run_id for b in out if isinstance(b, _Built))]:
                 tracker.end_run(open_run, "KILLED")
@@ -425,12 +460,24 @@ def _build_all(
 
 
 def _measure_and_log(
-    tracker: Tracker, built: list[_Built], data: PreparedData, cfg: CompressConfig
+    tracker: Tracker,
+    built: list[_Built],
+    data: PreparedData,
+    cfg: CompressConfig,
+    progress: ProgressHook | None = None,
 ) -> None:
     x1, x32 = _batch(data.test.x, 1), _batch(data.test.x, 32)
     log.info("compress: timing %d variants (%d threads)", len(built), cfg.threads)
     load_before = os.getloadavg()[0]
-    latency = measure_latency({b.method.name: b.variant.predict for b in built}, x1, x32, cfg)
+    timing = None
+    if progress is not None:
+
+        def timing(done: int, total: int) -> None:
+            progress(f"timing {len(built)} variants ({cfg.threads} threads)", done, total)
+
+    latency = measure_latency(
+        {b.method.name: b.variant.predict for b in built}, x1, x32, cfg, timing
+    )
     # Other jobs on the machine skew absolute times (ratios hold better): record the load.
     load = {"load_avg_before_timing": load_before, "load_avg_after_timing": os.getloadavg()[0]}
     metrics: dict[str, dict[str, float]] = {}

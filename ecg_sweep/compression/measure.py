@@ -100,6 +100,7 @@ def measure_latency(
     x1: np.ndarray,
     x32: np.ndarray,
     config: CompressConfig,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Latency]:
     """Time every predictor on (1, 12, T) and (32, 12, T) float32 inputs, interleaved.
 
@@ -107,6 +108,7 @@ def measure_latency(
     ``latency_block`` single-record calls and one 32-record call per predictor, in an order
     rotated every round. Percentiles are over all timed calls. ``torch`` uses
     ``config.threads`` threads here; ORT sessions were created with the same count.
+    ``progress(done, total)`` (records run) is called between blocks, outside the timed calls.
     """
     names = list(predictors)
     bs1: dict[str, list[float]] = {n: [] for n in names}
@@ -116,7 +118,10 @@ def measure_latency(
             for _ in range(config.latency_warmup):
                 predictors[n](x1)
             predictors[n](x32)
+        per_round = len(names) * (config.latency_block * len(x1) + len(x32))
         for r in range(config.latency_rounds):
+            if progress is not None:
+                progress(r * per_round, config.latency_rounds * per_round)
             shift = r % len(names)
             for n in names[shift:] + names[:shift]:
                 fn = predictors[n]
@@ -127,6 +132,8 @@ def measure_latency(
                 t = time.perf_counter()
                 fn(x32)
                 bs32[n].append(time.perf_counter() - t)
+    if progress is not None:
+        progress(config.latency_rounds * per_round, config.latency_rounds * per_round)
     return {
         n: Latency(
             p50_bs1=float(np.percentile(bs1[n], 50) * 1000),

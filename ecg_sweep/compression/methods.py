@@ -48,6 +48,8 @@ class BuildContext:
     workdir: Path  # the method's own empty folder for artifacts
     # fit()'s per-epoch hook (logs fine-tuning curves to the method's run)
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+    # fit()'s progress(what, done, total) hook: fine-tuning batches shown to the user
+    progress: Callable[[str, int, int], None] | None = None
 
     def calibration_batches(self) -> list[torch.Tensor]:
         """Training batches (B, 12, T) float32 for observers, shuffled with the config's seed."""

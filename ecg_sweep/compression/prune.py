@@ -120,7 +120,14 @@ def prune_structured(model: ECGClassifier, ctx: BuildContext) -> Variant:
     # The unpruned model teaches its pruned self while it recovers (knowledge distillation):
     # its soft outputs carry more than the labels of a few fine-tuning epochs.
     teacher = float_copy(model).eval() if cfg.finetune_distill else None
-    result = fit(m, ctx.data, ctx.train_config, teacher=teacher, on_epoch_end=ctx.on_epoch_end)
+    result = fit(
+        m,
+        ctx.data,
+        ctx.train_config,
+        teacher=teacher,
+        on_epoch_end=ctx.on_epoch_end,
+        progress=ctx.progress,
+    )
     m = m.cpu().eval()
     return torch_variant(
         m,

@@ -154,7 +154,9 @@ def quant_qat_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
         )
     qat = ECGClassifier(m.adapter, prepared, m.info)
     with _quiet():
-        result = fit(qat, ctx.data, ctx.train_config, on_epoch_end=ctx.on_epoch_end)
+        result = fit(
+            qat, ctx.data, ctx.train_config, on_epoch_end=ctx.on_epoch_end, progress=ctx.progress
+        )
         prepared = qat.backbone.cpu().eval()
         qbackbone = convert_fx(prepared)
     q = ECGClassifier(qat.adapter.cpu(), qbackbone, m.info).eval()

@@ -120,6 +120,7 @@ class SignalCache:
     bad: tuple[BadRecord, ...]
     created: bool  # True when this call decoded the records
     warnings: tuple[RecordWarning, ...] = ()
+    fingerprint: str = ""  # sha256 of the dataset as read (see fingerprint()); names the entry
 
     def rows(self, ecg_ids: np.ndarray) -> np.ndarray:
         """Row positions of the given ecg_ids (which must all be in the cache)."""
@@ -324,7 +325,7 @@ def load_signals(
             os.utime(entry)
     if cache.bad and on_bad_record == "error":
         _raise_bad(cache.bad)
-    return cache
+    return replace(cache, fingerprint=fp)
 
 
 def _build_locked(

@@ -95,6 +95,9 @@ class PreparedData:
     standardizer: Standardizer
     skipped: tuple[BadRecord, ...]
     cache_path: Path
+    # sha256 over root, rate, both CSVs and every record file's size and mtime (data.cache):
+    # the digest of the MLflow dataset input every run logs
+    fingerprint: str = ""
 
     @property
     def n_leads(self) -> int:
@@ -169,4 +172,5 @@ def prepare(cfg: DataConfig, progress: Callable[[int, int], None] | None = None)
         standardizer=std,
         skipped=cache.bad,
         cache_path=cache.path,
+        fingerprint=cache.fingerprint,
     )

@@ -47,6 +47,9 @@ class Reporter:
     def first_speed(self, samples_per_s: float, device: str, n_train: int, max_epochs: int) -> None:
         log.info("first epoch: %.0f samples/s on %s", samples_per_s, device)
 
+    def progress(self, number: int, what: str, done: int, total: int) -> None:
+        """Per batch inside a trial's epochs (``what``: "epoch E train" / "epoch E validate")."""
+
 
 def trial_train_config(cfg: SweepConfig, sampled: dict[str, Any], trial_number: int) -> TrainConfig:
     """Family defaults < --set fixed values < sampled values; the seed differs per trial."""
@@ -96,7 +99,8 @@ class Objective:
         trial.set_user_attr(RUN_ATTR, run_id)
         self.reporter.trial_started(trial.number, sampled)
         try:
-            value = self._run(trial, run_id, info, train_cfg)
+            with self.tracker.system_metrics(run_id, self.cfg.system_metrics):
+                value = self._run(trial, run_id, info, train_cfg)
         except optuna.TrialPruned as e:
             end_trial_run(self.tracker, run_id, "PRUNED", str(e))
             raise
@@ -107,12 +111,19 @@ class Objective:
         end_trial_run(self.tracker, run_id, "COMPLETE")
         return value
 
+    def _progress_hook(self, number: int):
+        report = getattr(self.reporter, "progress", None)  # reporters are duck-typed
+        if report is None:
+            return None
+        return lambda what, done, total: report(number, what, done, total)
+
     def _run(self, trial: optuna.Trial, run_id: str, info, train_cfg: TrainConfig) -> float:
         seed_everything(train_cfg.seed)
         model = build_model(info)
         params = run_params(info, train_cfg, self.data, self.cfg.teacher)
         params["n_params"] = sum(p.numel() for p in model.parameters())
         self.tracker.log_params(run_id, params, new_run=True)
+        self.tracker.log_dataset(run_id, self.data)
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             self.tracker.log_metrics(run_id, metrics, step=epoch)
@@ -146,6 +157,7 @@ class Objective:
                     on_epoch_end=on_epoch_end,
                     checkpoint=ckpt,
                     time_limit=self.cfg.trial_timeout,
+                    progress=self._progress_hook(trial.number),
                 )
             except FitTimeout as e:
                 reason = f"trial timeout: {e}"

@@ -127,6 +127,7 @@ def optimize(
         "preset": cfg.preset,
         "n_jobs": cfg.n_jobs,
         "trial_timeout": cfg.trial_timeout,
+        "system_metrics": cfg.system_metrics,
         "sampling_rate": data.sampling_rate,
         "task": data.config.task,
         **{f"fixed.{k}": v for k, v in cfg.fixed},
@@ -156,6 +157,7 @@ def optimize(
                 f"not {cfg.model!r}; pick another study name"
             )
         study_run_id, created = attach_study_run(tracker, study, study_params, space_dict)
+        tracker.log_dataset(study_run_id, data)
         first_worker = created and not study.trials
         if first_worker or _SPACE_ATTR not in study.user_attrs:
             study.set_user_attr(_SPACE_ATTR, space_dict)

@@ -141,13 +141,17 @@ def make_storage(
     elif url.startswith(("postgresql", "mysql")):
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=stale_callback,
-        )
+        # Workers started together on a fresh database race in Optuna's CREATE TABLEs
+        # (PostgreSQL: "duplicate key value violates pg_type_typname_nsp_index"): first touch
+        # under the cross-process lock.
+        with study_lock(url, "<storage schema>"):
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=stale_callback,
+            )
     except Exception as e:  # sqlalchemy OperationalError, ArgumentError, ImportError of drivers
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(

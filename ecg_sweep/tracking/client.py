@@ -15,13 +15,22 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecg_sweep._locks import file_lock
 from ecg_sweep.errors import TrackingError
-from ecg_sweep.tracking.contract import PARAM_CHANGED_PREFIX, PARENT_TAG
+from ecg_sweep.tracking.contract import (
+    DATASET_CONTEXT_TAG,
+    DATASET_CONTEXT_TRAINING,
+    PARAM_CHANGED_PREFIX,
+    PARENT_TAG,
+    dataset_name,
+)
+
+if TYPE_CHECKING:  # data sits below tracking; only its fields are read here
+    from ecg_sweep.data.dataset import PreparedData
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -212,6 +221,89 @@ class Tracker:
                 p = Path(d) / name
                 p.write_bytes(content if isinstance(content, bytes) else content.encode())
             self.client.log_artifacts(run_id, d, artifact_path)
+
+    def log_dataset(
+        self, run_id: str, data: PreparedData, context: str = DATASET_CONTEXT_TRAINING
+    ) -> None:
+        """The prepared PTB-XL folder as the run's MLflow dataset input (the UI's Dataset column;
+        ``dataset.name`` / ``dataset.digest`` / ``dataset.context`` in run searches).
+
+        name ``<folder>-<rate>hz-<task>``; digest: the data fingerprint (its first 16 hex
+        digits, as in the cache entry's folder name); source: the root folder; profile: rate,
+        task, classes, folds and records per split; schema: the (N, 12, T) signal tensor.
+        Logging the same input again (a resumed study) adds nothing.
+        """
+        import numpy as np
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.types import Schema, TensorSpec
+
+        cfg = data.config
+        schema = Schema(
+            [TensorSpec(np.dtype(np.float16), (-1, data.n_leads, data.n_samples), "signal")]
+        )
+        meta = MetaDataset(
+            LocalArtifactDatasetSource(str(data.root)),
+            name=dataset_name(data.root.name, data.sampling_rate, cfg.task),
+            digest=(data.fingerprint or "unknown")[:16],
+            schema=schema,
+        )
+        profile = {
+            "sampling_rate": data.sampling_rate,
+            "task": cfg.task,
+            "classes": list(data.classes),
+            "train_folds": list(cfg.train_folds),
+            "val_folds": list(cfg.val_folds),
+            "test_folds": list(cfg.test_folds),
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            "n_test": len(data.test),
+            "skipped_records": len(data.skipped),
+            "fingerprint": data.fingerprint,
+        }
+        d = meta.to_dict()
+        entity = Dataset(
+            name=d["name"],
+            digest=d["digest"],
+            source_type=d["source_type"],
+            source=d["source"],
+            schema=d.get("schema"),
+            profile=json.dumps(profile),
+        )
+        self.client.log_inputs(
+            run_id, datasets=[DatasetInput(entity, [InputTag(DATASET_CONTEXT_TAG, context)])]
+        )
+
+    @contextlib.contextmanager
+    def system_metrics(self, run_id: str, enabled: bool = True) -> Iterator[None]:
+        """MLflow system metrics (``system/cpu_utilization_percentage``, memory, disk,
+        network; GPU when pynvml finds one) sampled into ``run_id`` while the block runs.
+
+        MLflow's own monitor, started for an explicit run id in a daemon thread; interval and
+        samples per point follow ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` (default 10 s) and
+        ``MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING``. The final partial interval is logged
+        when the block ends.
+        """
+        if not enabled:
+            yield
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, tracking_uri=self.uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
+            # MLflow's loop drops the samples of the last, unfinished interval: a trial shorter
+            # than one interval would log nothing. Sample once more and log what is pending.
+            try:
+                monitor.collect_metrics()
+                monitor.publish_metrics(monitor.aggregate_metrics())
+                monitor.mlflow_logger.flush()
+            except Exception as e:  # never fail a trial over its monitoring
+                log.warning("could not log the last system metrics of run %s: %s", run_id, e)
 
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)

@@ -41,6 +41,11 @@ __all__ = [
     "PREVIOUS_CHAMPION_TAG",
     "PROMOTED_FORCED_TAG",
     "CHAMPION",
+    "DATASET_CONTEXT_TAG",
+    "DATASET_CONTEXT_TRAINING",
+    "DATASET_CONTEXT_COMPRESSION",
+    "SYSTEM_METRICS_PREFIX",
+    "dataset_name",
     "CHALLENGER",
     "RUN_STATUS",
     "MODEL_ARTIFACT",
@@ -100,6 +105,13 @@ COMPRESSION_METHODS_TAG = "ecg_sweep.compression.methods"
 # Optuna trial state -> MLflow run status (pruned trials were stopped on purpose: KILLED).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
+# --- dataset inputs (the Dataset column of the MLflow UI; `dataset.name` / `dataset.digest` /
+# `dataset.context` in run searches) ------------------------------------------------------------
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # MLflow's own input tag
+DATASET_CONTEXT_TRAINING = "training"  # study, trial and train runs: train + validation folds
+DATASET_CONTEXT_COMPRESSION = "compression"  # calibration, fine-tuning, test-fold evaluation
+SYSTEM_METRICS_PREFIX = "system/"  # MLflow's system metrics (--system-metrics)
+
 # --- registered model versions ------------------------------------------------------------------
 FOLD_FINGERPRINT_TAG = "ecg_sweep.fold_fingerprint"  # which test fold the metrics come from
 VERSION_STUDY_TAG = "ecg_sweep.study"
@@ -145,6 +157,11 @@ def registered_model_name(model: str) -> str:
 
 def model_from_experiment(name: str) -> str:
     return name.removeprefix(EXPERIMENT_PREFIX)
+
+
+def dataset_name(root_name: str, sampling_rate: int, task: str) -> str:
+    """The MLflow dataset of a prepared PTB-XL folder: ``<folder>-<rate>hz-<task>``."""
+    return f"{root_name}-{sampling_rate}hz-{task}"
 
 
 def study_run_name(study_name: str) -> str:

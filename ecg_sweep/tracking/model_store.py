@@ -8,8 +8,11 @@ a signature, an input example and the :class:`~ecg_sweep.models.ModelInfo` in it
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,21 @@ from torch import nn
 
 from ecg_sweep.engine import eval_mode
 from ecg_sweep.errors import ConfigError, TrackingError
-from ecg_sweep.models import INFO_KEY, ModelInfo, get_model_spec, load_checkpoint
+from ecg_sweep.models import (
+    INFO_KEY,
+    ECGClassifier,
+    ModelInfo,
+    build_model,
+    get_model_spec,
+    load_checkpoint,
+)
 from ecg_sweep.models.onnx import OnnxModule, load_onnx_file
 from ecg_sweep.tracking.client import Tracker
 from ecg_sweep.tracking.contract import (
     CHECKPOINT_ARTIFACT,
     CHECKPOINT_DIR,
     MODEL_ARTIFACT,
+    MODEL_URI_TAG,
     THRESHOLDS_ARTIFACT,
 )
 
@@ -37,6 +48,8 @@ __all__ = [
     "model_info_from_uri",
     "has_checkpoint",
     "download_checkpoint",
+    "logged_model_uri",
+    "load_logged_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,6 +67,37 @@ def _example_output(artifact: nn.Module | Path, example: np.ndarray) -> np.ndarr
         return np.asarray(artifact(torch.from_numpy(example)))
 
 
+def _in_run_experiment(fn):
+    """Run ``fn(tracker, ...)`` with ``MLFLOW_EXPERIMENT_ID`` set to the tracker's experiment.
+
+    ``Model.log(run_id=...)`` creates its LoggedModel in the *fluent* active experiment, which
+    is the Default experiment (0) when none is set: the model would be listed there instead of
+    beside its run. The lock keeps trial threads from swapping the variable under each other.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(tracker: Tracker, *args, **kwargs):
+        if tracker.experiment_id is None:
+            return fn(tracker, *args, **kwargs)
+        with _EXPERIMENT_ENV_LOCK:
+            old = os.environ.get(_EXPERIMENT_ENV)
+            os.environ[_EXPERIMENT_ENV] = str(tracker.experiment_id)
+            try:
+                return fn(tracker, *args, **kwargs)
+            finally:
+                if old is None:
+                    os.environ.pop(_EXPERIMENT_ENV, None)
+                else:
+                    os.environ[_EXPERIMENT_ENV] = old
+
+    return wrapper
+
+
+_EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_ID"
+_EXPERIMENT_ENV_LOCK = threading.RLock()
+
+
+@_in_run_experiment
 def log_model(
     tracker: Tracker,
     run_id: str,
@@ -227,3 +271,101 @@ def _load_onnx_uri(uri: str, info: ModelInfo) -> tuple[OnnxModule, ModelInfo]:
             ) from None
         # The session holds the model in memory: the downloaded file may go with the temp dir.
         return load_onnx_file(local / conf.get("data", "model.onnx"), info, uri)
+
+
+# --- the weights of a logged torch model, read without executing code -------------------------
+
+
+def logged_model_uri(tracker: Tracker, run_id: str) -> str | None:
+    """The MLflow model a run logged: its ``MODEL_URI_TAG``, else the newest LoggedModel whose
+    source run it is (``train`` runs, evaluated trials); None when it logged none."""
+    run = tracker.get_run(run_id)
+    uri = run.data.tags.get(MODEL_URI_TAG)
+    if uri:
+        return uri
+    # Default experiment too: models logged before log_model pinned the run's experiment.
+    models = tracker.client.search_logged_models(
+        list(dict.fromkeys([run.info.experiment_id, "0"])),
+        filter_string=f"source_run_id = '{run_id}'",
+        order_by=[{"field_name": "creation_time", "ascending": False}],
+        max_results=1,
+    )
+    return models[0].model_uri if models else None
+
+
+def _pt2_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Parameters and buffers of a torch.export ``.pt2`` archive, read as raw tensor bytes.
+
+    ``torch.export.load`` would unpickle whatever payload the archive marks as pickled (and
+    falls back to ``weights_only=False``): here only the weights config (JSON) and the raw
+    tensor files are read, and an archive with any pickled weight is refused.
+    """
+    import json
+    import zipfile
+
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if n.endswith("/data/weights/model_weights_config.json")]
+        if len(names) != 1:
+            raise ConfigError(f"{path.name}: not a torch.export archive with one model")
+        base = names[0].rsplit("/", 1)[0]
+        config = json.loads(z.read(names[0]))["config"]
+        buffers: dict[str, bytearray] = {}
+        state: dict[str, torch.Tensor] = {}
+        for fqn, meta in config.items():
+            if meta.get("use_pickle") or meta.get("tensor_meta") is None:
+                raise ConfigError(f"{path.name}: weight {fqn!r} is pickled; refusing to execute it")
+            tm = meta["tensor_meta"]
+            dtype = _SERIALIZE_TO_TORCH_DTYPE[tm["dtype"]]
+            raw = buffers.setdefault(
+                meta["path_name"], bytearray(z.read(f"{base}/{meta['path_name']}"))
+            )
+            flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.zeros(0, dtype=dtype)
+            state[fqn] = torch.as_strided(
+                flat,
+                [d["as_int"] for d in tm["sizes"]],
+                [d["as_int"] for d in tm["strides"]],
+                tm["storage_offset"]["as_int"],
+            ).clone()
+    return state
+
+
+def load_logged_weights(uri: str, dest: str | Path) -> ECGClassifier:
+    """The trainable :class:`ECGClassifier` of a logged torch model: rebuilt from the
+    :class:`ModelInfo` in its metadata, its weights read from the model's torch.export archive
+    without executing code. For compressing or fine-tuning what ``train`` logged or what a
+    ``models:/`` URI names; compressed variants (ONNX, int8) are refused: they are outputs."""
+    import mlflow
+
+    info = model_info_from_uri(uri)
+    if info.extra.get("compression"):
+        raise ConfigError(
+            f"{uri}: this is the {info.extra['compression']} variant of a compressed model; "
+            "compress the fp32 model it came from"
+        )
+    flavors = mlflow.models.get_model_info(uri).flavors or {}
+    if "pytorch" not in flavors:
+        raise ConfigError(f"{uri}: not a torch model (flavors: {', '.join(sorted(flavors))})")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except Exception as e:
+        raise TrackingError(
+            f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
+        ) from None
+    data_dir = local / flavors["pytorch"].get("model_data", "data")
+    archives = sorted(data_dir.glob("*.pt2"))
+    if not archives:
+        raise ConfigError(
+            f"{uri}: its weights are pickled (no torch.export archive), and reading them would "
+            "execute code; log the model again with ecg-sweep, or compress the trial's run"
+        )
+    model = build_model(info)
+    try:
+        model.load_state_dict(_pt2_state_dict(archives[0]), strict=True)
+    except RuntimeError as e:
+        raise ConfigError(
+            f"{uri}: its weights do not fit a {info.model} built from its own metadata: "
+            f"{str(e).splitlines()[0][:200]}"
+        ) from None
+    return eval_mode(model)

@@ -15,7 +15,14 @@ from typing import Any
 
 from ecg_sweep.config import TrainConfig
 from ecg_sweep.data.dataset import PreparedData
-from ecg_sweep.engine import FitResult, final_metrics, fit, seed_everything
+from ecg_sweep.engine import (
+    FitResult,
+    ProgressHook,
+    applied_settings,
+    final_metrics,
+    fit,
+    seed_everything,
+)
 from ecg_sweep.models import ECGClassifier, ModelInfo, build_model, get_model_spec, model_info
 from ecg_sweep.reporting import per_class_table, roc_figure
 from ecg_sweep.tracking.client import Tracker
@@ -23,6 +30,7 @@ from ecg_sweep.tracking.contract import (
     KIND_TAG,
     KIND_TRAIN,
     MODEL_TAG,
+    MODEL_URI_TAG,
     PER_CLASS_CSV,
     PER_CLASS_MD,
     ROC_PLOT,
@@ -41,7 +49,9 @@ def run_params(
     """The MLflow params of a training run: every model param and TrainConfig field under its
     own name (the search-space name), plus the data it saw. Distillation knobs only where they
     apply."""
-    train = dataclasses.asdict(cfg)
+    # device, amp and channels_last as fit() applies them (amp and channels_last act on CUDA
+    # only): a CPU run logs amp=False, not the flag it was handed.
+    train = {**dataclasses.asdict(cfg), **applied_settings(cfg)}
     if get_model_spec(info.model).distilled:
         train["distillation"] = "teacher" if teacher else "none (both heads learn the labels)"
         if teacher:
@@ -111,8 +121,14 @@ def train_and_log(
     pretrained_weights: str | Path | None = None,
     run_name: str | None = None,
     checkpoint: str | Path | None = None,
+    system_metrics: bool = False,
+    progress: ProgressHook | None = None,
 ) -> TrainOutcome:
-    """Train one model and log everything to a new MLflow run (``ecg_sweep.kind=train``)."""
+    """Train one model and log everything to a new MLflow run (``ecg_sweep.kind=train``).
+
+    ``system_metrics``: MLflow system metrics (CPU, memory, GPU) sampled into the run;
+    ``progress``: :func:`~ecg_sweep.engine.fit`'s per-batch hook.
+    """
     teacher_model = load_teacher(teacher, model_name)
     info = model_info(model_name, params, data)
     seed_everything(cfg.seed)
@@ -126,6 +142,7 @@ def train_and_log(
         params = run_params(info, cfg, data, teacher)
         params["n_params"] = sum(p.numel() for p in model.parameters())
         tracker.log_params(run_id, params, new_run=True)
+        tracker.log_dataset(run_id, data)
 
         def on_epoch_end(epoch: int, m: dict[str, float]) -> None:
             tracker.log_metrics(run_id, m, step=epoch)
@@ -134,14 +151,16 @@ def train_and_log(
                 epoch, m["train_loss"], m["val_loss"], m["val_macro_auc"], m["epoch_seconds"],
             )  # fmt: skip
 
-        result = fit(
-            model,
-            data,
-            cfg,
-            teacher=teacher_model,
-            on_epoch_end=on_epoch_end,
-            checkpoint=checkpoint,
-        )
+        with tracker.system_metrics(run_id, system_metrics):
+            result = fit(
+                model,
+                data,
+                cfg,
+                teacher=teacher_model,
+                on_epoch_end=on_epoch_end,
+                checkpoint=checkpoint,
+                progress=progress,
+            )
         tracker.log_metrics(
             run_id,
             {
@@ -152,6 +171,8 @@ def train_and_log(
             },
         )
         metrics, uri = evaluate_and_log(tracker, run_id, model, data, cfg)
+        if uri:
+            tracker.set_tags(run_id, {MODEL_URI_TAG: uri})
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
