@@ -34,6 +34,21 @@ def _isolated_env(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_store_reset():
+    """MLflow keeps the tracking and registry URIs process-wide (and in the environment, for
+    subprocesses): one test's store must not become the next test's default."""
+    yield
+    import sys
+
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @pytest.fixture(scope="session")
 def real30() -> Path:
     if not (REAL30 / "ptbxl_database.csv").is_file():

@@ -92,7 +92,7 @@ def test_train_logs_a_complete_run(synth_sweep, tmp_path):
     # progress inside the epochs, as plain lines (stderr is a pipe here)
     assert re.search(r"^epoch 1 train: \d+/\d+ samples \(\d+%\), .* samples/s, ETA", r.stderr, re.M)
     assert re.search(r"^epoch 0 validate: ", r.stderr, re.M)
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     exp = client.get_experiment_by_name("ecg-convnext")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["ecg_sweep.kind"] == "train"

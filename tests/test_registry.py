@@ -19,7 +19,7 @@ from ecg_sweep.config import SweepConfig
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.registry import fold_fingerprint, promote, register_study_best
 from ecg_sweep.sweep import optimize
-from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.client import Tracker, use_store
 from tests.conftest import TINY_VIT_SPACE as SPACE
 from tests.conftest import run_cli, run_study
 
@@ -35,7 +35,7 @@ def test_promote_gate_both_ways(sweep_data, synth_small, tmp_path):
     assert good[0].test_macro_auc > bad[0].test_macro_auc + 0.1
     r = promote(tracker, "vit")  # the better challenger beats the champion
     assert r["version"] == "2" and r["previous"] == "1"
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     assert str(client.get_model_version_by_alias("ecg-vit", "champion").version) == "2"
     assert client.get_model_version("ecg-vit", "2").tags["previous_champion"] == "1"
     with pytest.raises(
@@ -62,21 +62,20 @@ def test_promote_gate_both_ways(sweep_data, synth_small, tmp_path):
 
 
 def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
-    import mlflow
 
     from ecg_sweep.tracking.model_store import load_model
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out, versions = run_study(sweep_data, uri, tmp_path, "s", lr=3e-3, epochs=1)
     promote(Tracker(uri, "ecg-vit"), "vit")
-    mlflow.set_tracking_uri(uri)
+    use_store(uri)
     model, info = load_model("models:/ecg-vit@champion")
     assert info.classes == ("NORM", "MI", "STTC", "CD", "HYP")
     assert info.standardizer == sweep_data.standardizer.as_dict()
     assert info.params["input_repr"] == "signal" and info.params["patch_time"] == 20
     assert info.thresholds is not None and len(info.thresholds) == 5
     assert info.sampling_rate == 100 and info.n_samples == 1000
-    tags = MlflowClient(uri).get_model_version("ecg-vit", versions[0].version).tags
+    tags = MlflowClient(uri, uri).get_model_version("ecg-vit", versions[0].version).tags
     assert {"ecg_sweep.study", "ecg_sweep.trial", "ecg_sweep.method", "test_macro_auc"} <= set(tags)
     # A DeiT student distils from the registered champion (teacher by registry URI).
     from ecg_sweep.engine import fit, predict_proba
@@ -167,7 +166,7 @@ def mlflow_server(tmp_path_factory):
 def test_server_study_registry_prediction(mlflow_server, sweep_data, real30, tmp_path):
     out, versions = run_study(sweep_data, mlflow_server, tmp_path, "served", lr=3e-3, epochs=2)
     promote(Tracker(mlflow_server, "ecg-vit"), "vit")
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, mlflow_server)
     exp = client.get_experiment_by_name("ecg-vit")
     runs = client.search_runs([exp.experiment_id])
     assert {r.info.run_name for r in runs} >= {"study-served", "trial-0000"}
@@ -199,7 +198,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_ui_shows_study_with_nested_trials(mlflow_server, sweep_data, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     run_study(sweep_data, mlflow_server, tmp_path, "ui", lr=3e-3, epochs=1)
-    exp = MlflowClient(mlflow_server).get_experiment_by_name("ecg-vit")
+    exp = MlflowClient(mlflow_server, mlflow_server).get_experiment_by_name("ecg-vit")
     shot = tmp_path / "experiment.png"
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -241,7 +240,7 @@ def test_compressed_variant_registered_and_predicts(sweep_data, real30, tmp_path
     versions = register_study_best(out.tracker, out.best_run_id, "vit", fold)
     assert [v.method for v in versions] == ["fp32", "onnx_int8"]
     assert versions[0].aliases == ("challenger",) and versions[1].aliases == ()
-    tags = MlflowClient(uri).get_model_version("ecg-vit", versions[1].version).tags
+    tags = MlflowClient(uri, uri).get_model_version("ecg-vit", versions[1].version).tags
     assert (
         float(tags["size_bytes"]) > 0
         and tags["ecg_sweep.compressed_from_version"] == versions[0].version
@@ -370,7 +369,7 @@ def test_team_stack_postgres_server_two_workers_compress_register_predict(
         for i in range(2):
             assert sorted(p.name for p in (tmp_path / f"worker{i}").iterdir()) == []
 
-        client = MlflowClient(url)
+        client = MlflowClient(url, url)
         exp = client.get_experiment_by_name("ecg-vit")
         assert exp.artifact_location.startswith("mlflow-artifacts:")
         runs = client.search_runs([exp.experiment_id])

@@ -61,7 +61,7 @@ def sweep_cfg(tmp: Path, **kw) -> SweepConfig:
 
 
 def runs_of(uri: str, experiment: str = "ecg-vit"):
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     study = [r for r in runs if r.data.tags.get("ecg_sweep.kind") == "study"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.models import build_model, get_model_spec, model_info
-from ecg_sweep.tracking.client import Tracker, mask_url, resolve_tracking_uri
+from ecg_sweep.tracking.client import Tracker, mask_url, resolve_tracking_uri, use_store
 from ecg_sweep.tracking.contract import (
     PARAM_CHANGED_PREFIX,
     THRESHOLDS_ARTIFACT,
@@ -83,6 +84,37 @@ def test_logged_model_loads_back_with_its_info_and_predicts_alike(tiny_vit, tmp_
         np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
     local = tracker.client.download_artifacts(run_id, THRESHOLDS_ARTIFACT, str(tmp_path))
     assert json.loads(Path(local).read_text())["classes"] == list(data.classes)
+
+
+def test_second_store_in_one_process_registers_and_loads_there(tiny_vit, tmp_path):
+    """MLflow keeps the registry URI apart from the tracking URI: after a first store, a
+    second one must register into, and resolve ``models:/`` against, itself."""
+    model, data = tiny_vit
+    first, second = (f"sqlite:///{tmp_path}/{n}.db" for n in ("first", "second"))
+    logged = {}
+    for uri, scale in ((first, 1.0), (second, -1.0)):
+        tracker = Tracker(uri, "ecg-vit")
+        run_id = tracker.start_run("r")
+        model = copy.deepcopy(model)
+        with torch.no_grad():  # the second store's model is told apart by its output layer
+            [*_, last] = (m for m in model.modules() if isinstance(m, torch.nn.Linear))
+            last.weight.mul_(scale)
+            last.bias.add_(scale)
+        source = log_model(tracker, run_id, model, model.info, data.test.x[:2])
+        tracker.client.create_registered_model("x")
+        tracker.client.create_model_version("x", source, run_id, model_id=source.split("/")[-1])
+        x = torch.from_numpy(np.ascontiguousarray(data.test.x[:4], dtype=np.float32))
+        with torch.no_grad():
+            logged[uri] = model(x).numpy()
+    import mlflow
+
+    use_store(first)
+    mlflow.set_registry_uri(first)  # as an earlier command or a notebook cell leaves it
+    use_store(second)
+    loaded, _ = load_model("models:/x/1")
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x).numpy(), logged[second], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(logged[first], logged[second])
 
 
 def test_teacher_only_for_distilled_models(tmp_path):

@@ -107,13 +107,12 @@ def _model_source_run(model_uri: str, tracking_uri: str) -> str:
     import mlflow
 
     from ecg_sweep.errors import ConfigError
-    from ecg_sweep.tracking.client import mask_url
+    from ecg_sweep.tracking.client import mask_url, use_store
 
     if not model_uri.startswith(("models:/", "runs:/")):
         raise ConfigError(f"--model-uri {model_uri}: expected models:/NAME@ALIAS, models:/NAME/V "
                           "or runs:/ID/PATH")  # fmt: skip
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    use_store(tracking_uri)
     try:
         info = mlflow.models.get_model_info(model_uri)
     except Exception as e:

@@ -65,19 +65,17 @@ def predict_cmd(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Per-class probabilities and predicted labels for WFDB records."""
-    import mlflow
 
     from ecg_sweep.errors import ConfigError
     from ecg_sweep.registry import predict_records
-    from ecg_sweep.tracking.client import Tracker
+    from ecg_sweep.tracking.client import Tracker, use_store
     from ecg_sweep.tracking.model_store import load_model
 
     if output is not None and output.suffix not in (".csv", ".json"):
         raise ConfigError(f"--output {output}: must end in .csv or .json")
     if ":/" in model_uri:
         tracker = Tracker(tracking_uri, "Default")  # fails fast if the store is unreachable
-        mlflow.set_tracking_uri(tracker.uri)
-        mlflow.set_registry_uri(tracker.uri)
+        use_store(tracker.uri)
     model, info = load_model(model_uri)
     preds = predict_records(model, info, [str(r) for r in records])
     table = Table(

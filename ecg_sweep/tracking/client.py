@@ -37,6 +37,7 @@ __all__ = [
     "Tracker",
     "mask_url",
     "resolve_tracking_uri",
+    "use_store",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,18 @@ def mask_url(text: str) -> str:
 def resolve_tracking_uri(uri: str | None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else ``sqlite:///mlflow.db`` in the cwd."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow's process-wide fluent API at one store, tracking and registry alike.
+
+    Setting only the tracking URI leaves the registry URI of an earlier call in place (MLflow
+    keeps them apart), so a second store used in one process would register into the first.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
 
 
 def _fmt_param(value: Any) -> str:

@@ -31,7 +31,7 @@ from ecg_sweep.models import (
     load_checkpoint,
 )
 from ecg_sweep.models.onnx import OnnxModule, load_onnx_file
-from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.client import Tracker, use_store
 from ecg_sweep.tracking.contract import (
     CHECKPOINT_ARTIFACT,
     CHECKPOINT_DIR,
@@ -131,7 +131,7 @@ def log_model(
         "metadata": {INFO_KEY: info.as_dict()},
     }
     # Model.log resolves the store from the process-wide tracking URI; the run is explicit.
-    mlflow.set_tracking_uri(tracker.uri)
+    use_store(tracker.uri)
     if isinstance(artifact, Path):
         import onnx
         import onnxruntime
