@@ -6,7 +6,7 @@ import optuna
 import pytest
 import torch
 
-from ecg_sweep.config import TRAIN_FIELDS
+from ecg_sweep.config import TRAIN_FIELDS, split_params
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.models import (
     ModelInfo,
@@ -110,10 +110,17 @@ def test_deit_has_two_heads_and_mean_in_eval():
     out = m(torch.randn(2, 12, 1000))
     assert isinstance(out, tuple) and len(out) == 2
     m.eval()
-    assert m(torch.randn(2, 12, 1000)).shape == (2, 5)
+    x = torch.randn(2, 12, 1000)
+    with torch.no_grad():
+        tokens = m.backbone.forward_features(m.adapter(x))
+        cls, dist = m.backbone.head(tokens[:, 0]), m.backbone.head_dist(tokens[:, 1])
+        out = m(x)
+    assert out.shape == (2, 5) and not torch.allclose(cls, dist, atol=1e-3)
+    # in eval the prediction is the mean of the class head and the distillation head
+    torch.testing.assert_close(out, (cls + dist) / 2)
 
 
-def test_seed_defaults():
+def test_reference_configuration_defaults():
     vit = get_model_spec("vit").defaults
     assert (
         vit["patch_size"],
@@ -155,6 +162,12 @@ def test_one_name_end_to_end_and_fixed_trial_rebuilds(name):
     assert sampled == trial.params
     again = spec.suggest(optuna.trial.FixedTrial(trial.params), space, ctx)
     assert again == sampled
+    # the sampled architecture (a fixed trial gives the same params) builds and runs
+    model_params, _ = split_params(again)
+    info = ModelInfo(name, spec.active_params(spec.params(**model_params)),
+                     ("NORM", "MI", "STTC", "CD", "HYP"), 100, 12, 1000, STD)  # fmt: skip
+    with torch.no_grad():
+        assert build_model(info).eval()(torch.randn(1, 12, 1000)).shape == (1, 5)
 
 
 def test_transformer_space_only_valid_combinations():

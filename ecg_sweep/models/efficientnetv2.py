@@ -27,6 +27,7 @@ from ecg_sweep.models.space import Categorical, Dim
 
 VARIANTS = ("efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_rw_t", "efficientnetv2_rw_s")
 
+_MULTIPLIED = {"efficientnetv2_rw_t": ("efficientnetv2_s", 0.8, 0.9)}
 DEFAULTS: dict[str, Any] = {
     **CNN_INPUT_DEFAULTS,
     "variant": "efficientnetv2_s",
@@ -54,13 +55,16 @@ def build(input_spec: InputSpec, num_classes: int, ctx: SpaceContext, **params: 
         from ecg_sweep.errors import ConfigError
 
         raise ConfigError(f"variant {params['variant']!r} unknown; valid: {', '.join(VARIANTS)}")
+    # timm's rw_t fixes its own multipliers (it is efficientnetv2_s at 0.8 width, 0.9 depth) and
+    # refuses ours: build the same architecture with the multipliers composed.
+    base, width, depth = _MULTIPLIED.get(params["variant"], (params["variant"], 1.0, 1.0))
     model = timm.create_model(
-        params["variant"],
+        base,
         pretrained=False,
         num_classes=num_classes,
         in_chans=input_spec.channels,
-        channel_multiplier=params["width_mult"],
-        depth_multiplier=params["depth_mult"],
+        channel_multiplier=width * params["width_mult"],
+        depth_multiplier=depth * params["depth_mult"],
         **common_kwargs(params),
     )
     return finish_cnn(model, input_spec)
