@@ -117,6 +117,11 @@ def test_train_rejects_unknown_set_key(synth_sweep):
 
 
 def test_ui_serves_the_local_store(tmp_path):
+    # a run in the default store of the working directory: the UI must serve this store
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/mlflow.db")
+    exp_id = client.create_experiment(f"ui-{tmp_path.name}")
+    run = client.create_run(exp_id, run_name="served")
+    client.log_metric(run.info.run_id, "val_macro_auc", 0.75)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -136,6 +141,15 @@ def test_ui_serves_the_local_store(tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("the UI did not answer in 120 s")
+        body = json.dumps({"experiment_ids": [exp_id]}).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", data=body,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as r:
+            (found,) = json.load(r)["runs"]
+        assert found["info"]["run_id"] == run.info.run_id
+        assert found["data"]["metrics"][0]["value"] == 0.75
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -267,3 +281,64 @@ def test_progress_bar_in_a_terminal(monkeypatch):
         d.finish("t")
     text = buf.getvalue()
     assert "epoch 0 train" in text and "300/1000" in text and "samples/s" in text
+
+
+# --- ecg-sweep optimize as the README shows it ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_optimize_with_its_defaults_env_stores_and_a_registry_teacher(synth_sweep, tmp_path):
+    """The README's `optimize`: data and cache from the environment, the default stores in the
+    working directory, compression and registration on; two parallel trials; then a DeiT
+    distilled from the registered ViT (`--teacher models:/...`)."""
+    import optuna
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_sweep, data)
+    bad = next(data.glob("records100/*/*_lr.dat"))
+    bad.write_bytes(bad.read_bytes()[:100])  # a truncated record: --on-bad-record decides
+    env = {"ECG_SWEEP_DATA": str(data), "ECG_SWEEP_CACHE": str(tmp_path / "cache"),
+           "ECG_SWEEP_PROGRESS_INTERVAL": "0"}  # fmt: skip
+    common = ("--preset", "tiny", "--max-epochs", "1", "--set", "n_bootstrap=20",
+              "--sampling-rate", "100", "--task", "superdiagnostic")  # fmt: skip
+    r = run_cli("optimize", "--model", "vit", *common, "--n-trials", "1", env=env, cwd=tmp_path)
+    assert r.returncode == 2 and bad.stem in r.stderr and "--on-bad-record" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_cli("optimize", "--model", "vit", *common, "--n-trials", "2", "--n-jobs", "2",
+                "--timeout", "900", "--on-bad-record", "skip", env=env, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert any((tmp_path / "cache").iterdir())  # $ECG_SWEEP_CACHE holds the decoded signals
+    study = optuna.load_study(study_name="vit-sweep", storage=f"sqlite:///{tmp_path}/optuna.db")
+    t0, t1 = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    # --n-jobs 2: the two trials ran at the same time
+    assert t0.datetime_start < t1.datetime_complete and t1.datetime_start < t0.datetime_complete
+    uri = f"sqlite:///{tmp_path}/mlflow.db"  # the default tracking store
+    client = MlflowClient(uri, uri)
+    challenger = client.get_model_version_by_alias("ecg-vit", "challenger")
+    exp = client.get_experiment_by_name("ecg-vit")
+    compressed = client.search_runs([exp.experiment_id], "tags.`ecg_sweep.kind` = 'compression'")
+    assert compressed and {c.data.tags["mlflow.parentRunId"] for c in compressed} == {
+        challenger.run_id
+    }
+    n_records = len(list(data.glob("records100/*/*_lr.hea")))
+    sizes = re.search(r"train (\d+) / val (\d+) / test (\d+)", r.stdout)
+    assert sum(map(int, sizes.groups())) == n_records - 1  # the bad record was skipped
+
+    r = run_cli("optimize", "--model", "deit", *common, "--n-trials", "1", "--no-compress",
+                "--no-register", "--on-bad-record", "skip", "--teacher", "models:/ecg-vit@challenger",
+                env=env, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    exp = client.get_experiment_by_name("ecg-deit")
+    (trial,) = client.search_runs([exp.experiment_id], "tags.`ecg_sweep.kind` = 'trial'")
+    assert trial.data.params["teacher"] == "models:/ecg-vit@challenger"
+    assert {"distill_alpha", "distill_temperature"} <= set(trial.data.params)
+
+
+def test_debug_shows_the_traceback_that_users_do_not_see(tmp_path):
+    args = ("optimize", "--model", "vit", "--data-dir", str(tmp_path / "missing"))
+    plain = run_cli(*args, cwd=tmp_path)
+    debug = run_cli("--debug", *args, cwd=tmp_path)
+    assert plain.returncode == 2 and debug.returncode != 0
+    assert "Traceback" not in plain.stderr and len(plain.stderr.strip().splitlines()) == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert plain.stderr.strip().splitlines()[-1] in debug.stderr

@@ -114,6 +114,25 @@ def _children(tracker: Tracker, run_id: str):
 # --- registry -----------------------------------------------------------------------------------
 
 
+def test_recommendation_is_the_fastest_int8_within_the_auc_budget():
+    from ecg_sweep.compression.compress import MAX_AUC_DROP, CompressionRow, _recommend
+
+    def row(method, delta, latency, int8=True, status="ok"):
+        metrics = {"val_macro_auc_delta": delta, "latency_ms_p50_bs1": latency}
+        return CompressionRow(method, status, int8=int8, metrics=metrics)
+
+    rows = [
+        row("fp32", 0.0, 10.0, int8=False),
+        row("fastest_but_worse", -MAX_AUC_DROP - 0.001, 1.0),  # fastest, loses > 0.01: never
+        row("slow_int8", -0.002, 6.0),
+        row("fast_int8", -MAX_AUC_DROP, 4.0),  # exactly at the budget still counts
+        row("failed_fast", 0.0, 0.5, status="failed"),
+        row("pruned_fp32", 0.0, 2.0, int8=False),  # not int8: never the recommendation
+    ]
+    assert _recommend(rows) == "fast_int8"
+    assert _recommend([rows[0], rows[1], rows[4], rows[5]]) is None
+
+
 def test_registry_names_and_errors():
     assert list(METHODS)[0] == "fp32"
     for name in (

@@ -28,14 +28,17 @@ def test_fit_learns_and_reloads_best_checkpoint(learn_data, tmp_path):
     model = _tiny(learn_data)
     seen = []
     cfg = make_train_config("vit", max_epochs=4, batch_size=64, lr=2e-3, n_bootstrap=100)
-    res = fit(
-        model,
-        learn_data,
-        cfg,
-        on_epoch_end=lambda e, m: seen.append((e, m)),
-        checkpoint=tmp_path / "best.pt",
-    )
-    assert [e for e, _ in seen] == list(range(res.epochs_run))
+
+    def hook(epoch, metrics):
+        seen.append((epoch, metrics))
+        if epoch == cfg.max_epochs - 2:  # wreck the weights: the last epoch cannot be the best
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.zero_()
+
+    res = fit(model, learn_data, cfg, on_epoch_end=hook, checkpoint=tmp_path / "best.pt")
+    assert [e for e, _ in seen] == list(range(res.epochs_run)) and res.epochs_run == 4
+    assert seen[-1][1]["val_macro_auc"] < res.best_val_macro_auc and res.best_epoch < 3
     assert set(seen[0][1]) >= {
         "train_loss",
         "val_loss",
@@ -115,9 +118,14 @@ def test_deit_distillation_from_teacher(learn_data):
     )
     res = fit(student, learn_data, cfg, teacher=teacher)
     assert np.isfinite(res.best_val_macro_auc)
-    cfg2 = dataclasses.replace(cfg, distill_alpha=1.0)  # alpha 1: the teacher has no influence
+    # alpha < 1: the teacher steers the student, so another teacher gives other losses
+    # (students built right before fit: every run starts from the same seeded RNG state)
     other = _tiny(learn_data, "vit")
-    # (students built right before fit: both start from the same seeded RNG state)
+    twin = fit(_tiny(learn_data, "deit"), learn_data, cfg, teacher=teacher).history
+    diff = fit(_tiny(learn_data, "deit"), learn_data, cfg, teacher=other).history
+    assert [m["train_loss"] for m in twin] == pytest.approx([m["train_loss"] for m in res.history])
+    assert [m["train_loss"] for m in diff] != pytest.approx([m["train_loss"] for m in twin])
+    cfg2 = dataclasses.replace(cfg, distill_alpha=1.0)  # alpha 1: the teacher has no influence
     r_a = fit(_tiny(learn_data, "deit"), learn_data, cfg2, teacher=teacher).history
     r_b = fit(_tiny(learn_data, "deit"), learn_data, cfg2, teacher=other).history
     assert [m["train_loss"] for m in r_a] == pytest.approx([m["train_loss"] for m in r_b])
