@@ -176,6 +176,15 @@ def test_every_method_is_a_nested_run_with_all_metrics(vit_outcome):
     fp32 = children["fp32"].data.metrics
     assert fp32["size_ratio"] == 1.0 and fp32["speedup_bs1"] == 1.0
     assert fp32["test_macro_auc_delta"] == 0.0
+    # every delta is the variant's metric minus fp32's, every ratio the variant over fp32
+    for name, run in children.items():
+        m = run.data.metrics
+        deltas = [k for k in m if k.endswith("_delta")]
+        assert {"test_macro_auc_delta", "val_macro_auc_delta"} <= set(deltas), name
+        for k in deltas:
+            base = k.removesuffix("_delta")
+            assert m[k] == pytest.approx(m[base] - fp32[base], abs=1e-6), (name, k)
+        assert m["size_ratio"] == pytest.approx(m["size_bytes"] / fp32["size_bytes"], rel=1e-3)
     # The unstructured ablation zeroes 40% of the conv/linear weights but ships the same bytes.
     l1 = children["prune_l1_unstructured"].data.metrics
     assert l1["n_nonzero"] < 0.7 * l1["n_params"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,17 +110,29 @@ def test_cache_refuses_dataset_folder(real30_copy):
         load_signals(meta, 100, real30_copy / "cache")
 
 
-def _build_in_child(root: str, cache: str, q) -> None:
+def _build_in_child(root: str, cache: str, q, barrier) -> None:
+    import ecg_sweep.data.cache as cache_mod
+
+    real = cache_mod.read_record
+
+    def slow(path, rate, **kw):  # ~1.5 s for 30 records: the other process arrives mid-build
+        time.sleep(0.05)
+        return real(path, rate, **kw)
+
+    cache_mod.read_record = slow
     meta = load_metadata(root)
+    barrier.wait(60)
+    start = time.time()
     c = load_signals(meta, 100, cache)
-    q.put((str(c.path), c.created))
+    q.put((str(c.path), c.created, start, time.time()))
 
 
 def test_two_processes_build_one_cache(real30, tmp_path):
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
+    q, barrier = ctx.Queue(), ctx.Barrier(2)
     procs = [
-        ctx.Process(target=_build_in_child, args=(str(real30), str(tmp_path), q)) for _ in range(2)
+        ctx.Process(target=_build_in_child, args=(str(real30), str(tmp_path), q, barrier))
+        for _ in range(2)
     ]
     for p in procs:
         p.start()
@@ -128,6 +141,9 @@ def test_two_processes_build_one_cache(real30, tmp_path):
     results = [q.get(timeout=5) for _ in procs]
     assert len({r[0] for r in results}) == 1
     assert sorted(r[1] for r in results) == [False, True]  # one decoded, the other waited
+    (builder,) = [r for r in results if r[1]]
+    (waiter,) = [r for r in results if not r[1]]
+    assert waiter[2] < builder[3] <= waiter[3]  # it asked while the build ran, got it after
     entries = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(entries) == 1 and (entries[0] / "index.json").is_file()
 

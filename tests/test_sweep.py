@@ -164,6 +164,8 @@ def test_every_sampler_and_pruner(sweep_data, tmp_path, sampler, pruner):
     )
     assert len(out.study.trials) == 3 and out.counts["FAIL"] == 0
     assert type(out.study.sampler).__name__.lower().startswith(sampler[:2])
+    expected = {"median": "MedianPruner", "hyperband": "HyperbandPruner", "none": "NopPruner"}
+    assert type(out.study.pruner).__name__ == expected[pruner]
     params = MlflowClient(sweep_cfg(tmp_path).tracking_uri).get_run(out.study_run_id).data.params
     assert (params["sampler"], params["pruner"]) == (sampler, pruner)
 
@@ -180,17 +182,34 @@ def test_parallel_trials_in_threads(sweep_data, tmp_path):
 
 
 def test_fixed_trial_rebuilds_best_model(sweep_data, tmp_path):
-    from ecg_sweep.models import SpaceContext, get_model_spec
+    import torch
+
+    from ecg_sweep.config import split_params
+    from ecg_sweep.engine import evaluate
+    from ecg_sweep.metrics import macro_auc
+    from ecg_sweep.models import SpaceContext, build_model, get_model_spec, model_info
     from ecg_sweep.models.space import apply_overrides
+    from ecg_sweep.tracking.client import Tracker
+    from ecg_sweep.tracking.model_store import download_checkpoint
 
     out = optimize(sweep_cfg(tmp_path, n_trials=2, max_epochs=1), sweep_data)
     spec = get_model_spec("vit")
     ctx = SpaceContext(12, 1000)
     space = apply_overrides(spec.search_space(ctx), dict(TINY_SPACE), "vit")
     params = spec.suggest(optuna.trial.FixedTrial(out.study.best_params), space, ctx)
-    logged = MlflowClient(sweep_cfg(tmp_path).tracking_uri).get_run(out.best_run_id).data.params
+    tracker = Tracker(sweep_cfg(tmp_path).tracking_uri, "ecg-vit")
+    best = tracker.client.get_run(out.best_run_id).data
     for k, v in params.items():
-        assert logged[k] == str(v) or float(logged[k]) == pytest.approx(float(v)), k
+        assert best.params[k] == str(v) or float(best.params[k]) == pytest.approx(float(v)), k
+    # the params rebuild the architecture; its checkpoint reproduces the logged validation AUROC
+    model_params, _ = split_params(params)
+    model = build_model(model_info("vit", model_params, sweep_data))
+    ckpt = torch.load(download_checkpoint(tracker, out.best_run_id, tmp_path), weights_only=True)
+    model.load_state_dict(ckpt["state_dict"])
+    probs, _ = evaluate(model, sweep_data.val)
+    assert macro_auc(sweep_data.val.y, probs) == pytest.approx(
+        best.metrics["best_val_macro_auc"], abs=1e-4
+    )
 
 
 def test_bad_configuration_fails_before_training(sweep_data, tmp_path):
@@ -251,6 +270,14 @@ def _assert_exact(storage: str, tracking: str, expected: int) -> None:
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in trials) == list(range(expected))
     run_ids = {t.user_attrs["mlflow_run_id"] for t in study.trials}
     assert run_ids == {r.info.run_id for r in trials}
+    # each worker runs its trials one after the other: overlapping trials prove two workers
+    # really trained at the same time (not one after the other)
+    spans = [(t.datetime_start, t.datetime_complete) for t in study.trials]
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
+    # both workers registered the study's best at their end: never one run twice
+    client = MlflowClient(tracking, tracking)
+    versions = client.search_model_versions("name = 'ecg-vit'")
+    assert versions and len({v.run_id for v in versions}) == len(versions)
 
 
 def test_two_processes_sqlite(synth_sweep, tmp_path):
