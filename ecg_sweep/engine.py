@@ -43,6 +43,7 @@ __all__ = [
     "eval_mode",
     "seed_everything",
     "train_one_epoch",
+    "time_train_steps",
 ]
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,55 @@ def train_one_epoch(
         if progress is not None:
             progress(start + len(idx), data.n)
     return (total.item() / max(seen, 1)), seen
+
+
+def time_train_steps(
+    model: nn.Module,
+    data: PreparedData,
+    cfg: TrainConfig,
+    steps: int = 3,
+    stop_above: float | None = None,
+) -> float:
+    """Seconds per training sample of ``model`` under ``cfg``, timed on a few optimizer steps.
+
+    The same forward, loss, backward, clipping and optimizer step as :func:`fit`, on random
+    training batches of ``cfg.batch_size`` (a local generator: the global RNG is untouched),
+    after one untimed step on 2 records (lazy initialization). ``model`` IS trained by these
+    steps: pass a copy. Stops early once ``stop_above`` seconds per sample are exceeded (a
+    configuration that slow needs no more steps to be judged).
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    model.train()
+    if isinstance(model, ECGClassifier):
+        model.set_distilled_training(True)
+    optimizer = _make_optimizer(model, cfg)
+    n = len(data.train)
+    bs = max(2, min(cfg.batch_size, n))
+    g = torch.Generator().manual_seed(cfg.seed)
+    timed: list[float] = []
+    for step in range(steps + 1):
+        idx = torch.randint(n, (2 if step == 0 else bs,), generator=g).sort().values.numpy()
+        xb = torch.from_numpy(data.train.x[idx]).to(device).float()
+        yb = torch.from_numpy(data.train.y[idx]).to(device)
+        t = time.perf_counter()
+        with _autocast(device, cfg.amp):
+            out = model(xb)
+        loss = _loss(out, yb, None, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step == 0:
+            continue
+        timed.append((time.perf_counter() - t) / bs)
+        if stop_above is not None and min(timed) > stop_above:
+            break
+    model.eval()
+    return float(np.median(timed))
 
 
 def fit(
