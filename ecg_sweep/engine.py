@@ -333,14 +333,17 @@ def time_train_steps(
     cfg: TrainConfig,
     steps: int = 3,
     stop_above: float | None = None,
+    max_share: float = 0.02,
 ) -> float:
     """Seconds per training sample of ``model`` under ``cfg``, timed on a few optimizer steps.
 
     The same forward, loss, backward, clipping and optimizer step as :func:`fit`, on random
     training batches of ``cfg.batch_size`` (a local generator: the global RNG is untouched),
-    after one untimed step on 2 records (lazy initialization). ``model`` IS trained by these
-    steps: pass a copy. Stops early once ``stop_above`` seconds per sample are exceeded (a
-    configuration that slow needs no more steps to be judged).
+    after one untimed step on 2 records (lazy initialization); the median step counts. ``model``
+    IS trained by these steps: pass a copy. Stops after the first timed step once ``stop_above``
+    seconds per sample are exceeded (a configuration that slow needs no more steps to be
+    judged), or once the timed steps add up to ``max_share`` of the whole training they project
+    (``cfg.max_epochs`` epochs over ``data.train``): on small data, a few batches are an epoch.
     """
     device = resolve_device(cfg.device)
     model.to(device)
@@ -371,6 +374,8 @@ def time_train_steps(
             continue
         timed.append((time.perf_counter() - t) / bs)
         if stop_above is not None and min(timed) > stop_above:
+            break
+        if sum(timed) * bs >= max_share * float(np.median(timed)) * n * cfg.max_epochs:
             break
     model.eval()
     return float(np.median(timed))

@@ -153,6 +153,10 @@ def test_check_cost_budgets_and_guard_switches():
     assert set(values) == {"latency_ms_int8", "size_mb_int8"}
     assert values["size_mb_int8"] == pytest.approx(2 / 5 - 1)
     assert reason == "int8 batch-1 latency 4.00 ms > --max-latency-ms 2"
+    # A latency/size budget that could not be checked is not met.
+    blind = TrialCost(params=10, epoch_seconds=1.0, int8_error="RuntimeError: export failed")
+    assert "could not be measured" in check_cost(blind, SweepConfig(**base, max_size_mb=5), 2)[1]
+    assert check_cost(blind, SweepConfig(**base, max_epoch_seconds=5), 2)[1] is None
     for bad in (dict(max_latency_ms=0), dict(max_size_mb=-1), dict(max_cost_ratio=0.5)):
         with pytest.raises(ConfigError, match="--max-"):
             SweepConfig(**base, **bad)

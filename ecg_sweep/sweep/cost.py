@@ -71,14 +71,15 @@ REFERENCE_ATTR = "cost_reference"  # study user attr: the family default's epoch
 class ProbeSettings:
     """How much the probe measures: small, since it runs before every trial."""
 
-    train_steps: int = 3  # timed optimizer steps (after one untimed warm-up step)
+    train_steps: int = 3  # timed optimizer steps at most (after one untimed warm-up step)
+    max_share: float = 0.02  # ... and no more than this share of the training they project
     eval_records: int = 32  # validation records timed for the validation share of an epoch
     calibration_batches: int = 2  # training batches calibrating the int8 activation ranges
     calibration_batch_size: int = 16
     threads: int = 2  # as CompressConfig.threads: the estimate must match compression's timing
     latency_warmup: int = 3
-    latency_rounds: int = 4
-    latency_block: int = 5
+    latency_rounds: int = 3
+    latency_block: int = 4
 
 
 @dataclass
@@ -89,6 +90,7 @@ class TrialCost:
     latency_ms_int8: float | None = None
     latency_ms_fp32: float | None = None
     probe_seconds: float = 0.0
+    int8_error: str | None = None  # why the int8 artifact could not be built or timed
 
     def metrics(self) -> dict[str, float]:
         """The MLflow metrics of what was measured (a probe stopped early measured less)."""
@@ -126,11 +128,15 @@ def epoch_seconds(
     devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
         work = copy.deepcopy(model)
-        per_train = time_train_steps(work, data, train_cfg, settings.train_steps, limit)
+        per_train = time_train_steps(
+            work, data, train_cfg, settings.train_steps, limit, settings.max_share
+        )
         train_s = per_train * n_train
         if stop_above is not None and train_s > stop_above:
             return train_s
-        k = min(settings.eval_records, n_val)
+        # A few records (an eighth of a small validation set at most: timing it all would
+        # cost a whole validation pass).
+        k = min(settings.eval_records, max(2, n_val // 8), n_val)
         val_s = 0.0
         if k:
             x = data.val.x[:k]
@@ -195,8 +201,14 @@ def probe_cost(
     )
     over = stop_above_epoch_seconds is not None and cost.epoch_seconds > stop_above_epoch_seconds
     if deployment and not over:
-        size, lat8, lat32 = _int8_cost(model, data, settings, train_cfg.seed)
-        cost.size_bytes_int8, cost.latency_ms_int8, cost.latency_ms_fp32 = size, lat8, lat32
+        try:
+            size, lat8, lat32 = _int8_cost(model, data, settings, train_cfg.seed)
+        except Exception as e:  # an export/quantization gap must not cost a trainable trial
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            cost.int8_error = f"{type(e).__name__}: {first}"[:300]
+            log.warning("cost probe: no int8 measurement: %s", cost.int8_error)
+        else:
+            cost.size_bytes_int8, cost.latency_ms_int8, cost.latency_ms_fp32 = size, lat8, lat32
     cost.probe_seconds = time.perf_counter() - t0
     return cost
 
@@ -239,6 +251,9 @@ def check_cost(
         cfg.max_epoch_seconds,
         "projected {value:.1f} s per epoch > --max-epoch-seconds {bound:g}",
     )
+    if cost.int8_error and (cfg.max_latency_ms is not None or cfg.max_size_mb is not None):
+        # A budget that cannot be checked is not met: the trial would train blind.
+        reasons.append(f"int8 cost could not be measured ({cost.int8_error})")
     ratio = cfg.guard_ratio
     if ratio and reference_epoch_seconds:
         limit(
