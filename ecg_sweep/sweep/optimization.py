@@ -20,7 +20,7 @@ from ecg_sweep.engine import resolve_device
 from ecg_sweep.errors import ConfigError, StorageError
 from ecg_sweep.models import SpaceContext, build_model, get_model_spec, load_checkpoint, model_info
 from ecg_sweep.models.space import apply_overrides, space_to_dict
-from ecg_sweep.sweep.cost import REFERENCE_ATTR, epoch_seconds
+from ecg_sweep.sweep.cost import REFERENCE_ATTR, ProbeSettings, epoch_seconds
 from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback, trial_train_config
 from ecg_sweep.sweep.runs import (
     RUN_ATTR,
@@ -241,7 +241,9 @@ def _reference_epoch_seconds(
     try:
         info = model_info(cfg.model, {**spec.params(cfg.preset), **fixed_model}, data)
         train_cfg = dataclasses.replace(trial_train_config(cfg, {}, 0), device=device)
-        seconds = epoch_seconds(build_model(info), data, train_cfg)
+        # Measured once per study: it can afford more steps than a trial's probe.
+        settings = ProbeSettings(train_steps=5, max_share=0.05)
+        seconds = epoch_seconds(build_model(info), data, train_cfg, settings)
     except Exception as e:  # the default cannot be built on this data: no unit, no guard
         log.warning("no cost guard: the %s default configuration failed: %s", cfg.model, e)
         return None
