@@ -163,3 +163,18 @@ def test_check_cost_budgets_and_guard_switches():
     with pytest.raises(ConfigError, match="--no-cost-probe"):
         SweepConfig(**base, max_epoch_seconds=10, cost_probe=False)
     assert math.isclose(SweepConfig(**base, cost_probe=False).guard_ratio, 0.0)
+
+
+def test_cli_bad_budget_is_one_line(synth_sweep, tmp_path):
+    from tests.conftest import run_cli
+
+    r = run_cli(
+        "optimize", "--model", "vit", "--data-dir", str(synth_sweep), "--max-cost-ratio", "0.5",
+        "--storage", f"sqlite:///{tmp_path}/o.db", "--tracking-uri", f"sqlite:///{tmp_path}/m.db",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: --max-cost-ratio must be 0 (off) or >= 1, got 0.5"
+    )
+    assert not (tmp_path / "o.db").exists()  # nothing was created
