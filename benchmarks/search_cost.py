@@ -14,6 +14,7 @@ compressed (``onnx_int8``) and the estimated / measured int8 latency and size pr
 probe's overhead on a default-configuration trial (probe seconds / training seconds).
 
     nice -n 10 python benchmarks/search_cost.py [--records 600] [--minutes 3] [--epochs 3]
+        [--space default|small]
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ from ecg_sweep.engine import fit, seed_everything
 from ecg_sweep.models import build_model, get_model_spec, make_train_config, model_info
 from ecg_sweep.sweep import optimize
 from ecg_sweep.sweep.cost import INFEASIBLE_ATTR, REFERENCE_ATTR, probe_cost
+
+# ``--space small``: a cut of the default ViT space that keeps its cost range (ECG-native
+# signal patches vs the reference 8x8 image patches: ~15x more tokens) with small widths, and the
+# tiny preset as the family default, so that a few-minute arm on 2 shared cores runs several
+# trials. ``--space default`` is the issue's setting (the full default space).
+SMALL_SPACE = (
+    ("input_repr", {"choices": ["signal", "image"]}),
+    ("patch_time", {"choices": [20, 50]}),
+    ("patch_leads", 12),
+    ("patch_size", 8),
+    ("image_height", 182),
+    ("image_width", 256),
+    ("embed_dim", {"choices": [48, 96]}),
+    ("depth", {"low": 1, "high": 3}),
+    ("num_heads", 2),
+    ("mlp_ratio", 2.0),
+    ("batch_size", 64),
+)
 
 
 def seconds(t: optuna.trial.FrozenTrial) -> float:
@@ -82,6 +101,7 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, default=10.0, help="the guard's --max-cost-ratio")
     ap.add_argument("--budget-ratio", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--space", choices=("default", "small"), default="default")
     ap.add_argument("--overhead-epochs", type=int, default=2, help="epochs of the default trial")
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp dir)")
     args = ap.parse_args()
@@ -105,6 +125,8 @@ def main() -> None:
             study_name=name,
             seed=args.seed,
             fixed=(("n_bootstrap", 200),),
+            search_space=SMALL_SPACE if args.space == "small" else (),
+            preset="tiny" if args.space == "small" else None,
             # One trial may not overrun the arm's budget by more than the budget itself.
             trial_timeout=args.minutes * 60,
             **kw,
@@ -160,7 +182,7 @@ def main() -> None:
 
     # The probe's overhead on a default-configuration trial (10 epochs, as `optimize`).
     spec = get_model_spec("vit")
-    info = model_info("vit", spec.params(), data)
+    info = model_info("vit", spec.params("tiny" if args.space == "small" else None), data)
     epochs = args.overhead_epochs
     train_cfg = dataclasses.replace(make_train_config("vit", max_epochs=epochs), device="cpu")
     seed_everything(0)
@@ -172,7 +194,7 @@ def main() -> None:
     train_s = time.monotonic() - t0
     per_epoch = train_s / epochs
     print(
-        f"probe overhead, default ViT: probe {cost.probe_seconds:.1f} s; {epochs} epochs "
+        f"probe overhead, default {'tiny ' * (args.space == 'small')}ViT: probe {cost.probe_seconds:.1f} s; {epochs} epochs "
         f"{train_s:.1f} s ({per_epoch:.1f} s each; projected {cost.epoch_seconds:.1f}) -> "
         f"{100 * cost.probe_seconds / (10 * per_epoch):.1f}% of a 10-epoch trial"
     )
