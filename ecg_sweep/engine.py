@@ -327,6 +327,9 @@ def train_one_epoch(
     return (total.item() / max(seen, 1)), seen
 
 
+_SCREEN_BATCH = 8
+
+
 def time_train_steps(
     model: nn.Module,
     data: PreparedData,
@@ -342,7 +345,7 @@ def time_train_steps(
     after one untimed step on 2 records (lazy initialization); the median step counts. ``model``
     IS trained by these steps: pass a copy. Stops after the first timed step once ``stop_above``
     seconds per sample are exceeded (a configuration that slow needs no more steps to be
-    judged), or once the timed steps add up to ``max_share`` of the whole training they project
+    judged; one twice over it on a screening batch of 8 is judged from that batch), or once the timed steps add up to ``max_share`` of the whole training they project
     (``cfg.max_epochs`` epochs over ``data.train``): on small data, a few batches are an epoch.
     """
     device = resolve_device(cfg.device)
@@ -354,9 +357,17 @@ def time_train_steps(
     n = len(data.train)
     bs = max(2, min(cfg.batch_size, n))
     g = torch.Generator().manual_seed(cfg.seed)
+    # (batch size, role): an untimed warm-up step on 2 records; with a limit and big batches, a
+    # screening step on 8 (per sample, small batches are rarely cheaper than full ones: a
+    # configuration 2x over the limit there is judged over it without paying a full batch, its
+    # projection then an upper estimate); then the timed steps.
+    plan = [(2, "warmup")]
+    if stop_above is not None and bs > _SCREEN_BATCH:
+        plan.append((_SCREEN_BATCH, "screen"))
+    plan += [(bs, "timed")] * steps
     timed: list[float] = []
-    for step in range(steps + 1):
-        idx = torch.randint(n, (2 if step == 0 else bs,), generator=g).sort().values.numpy()
+    for size, role in plan:
+        idx = torch.randint(n, (size,), generator=g).sort().values.numpy()
         xb = torch.from_numpy(data.train.x[idx]).to(device).float()
         yb = torch.from_numpy(data.train.y[idx]).to(device)
         t = time.perf_counter()
@@ -370,9 +381,15 @@ def time_train_steps(
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if step == 0:
+        per_sample = (time.perf_counter() - t) / size
+        if role == "warmup":
             continue
-        timed.append((time.perf_counter() - t) / bs)
+        if role == "screen":
+            if per_sample > 2 * stop_above:
+                timed.append(per_sample)
+                break
+            continue
+        timed.append(per_sample)
         if stop_above is not None and min(timed) > stop_above:
             break
         if sum(timed) * bs >= max_share * float(np.median(timed)) * n * cfg.max_epochs:
