@@ -130,8 +130,8 @@ MaxLatencyMs = Annotated[
     float | None,
     typer.Option(
         "--max-latency-ms",
-        help="Budget: int8 CPU latency at batch 1 (p50, ms). optimize: trials over it are not "
-        "trained; promote: refuse a version measured over it.",
+        help="Budget: CPU latency at batch 1 (p50, ms). optimize: trials whose int8 model is "
+        "estimated over it are not trained; promote: refuse a version measured over it.",
     ),
 ]
 MaxSizeMb = Annotated[
