@@ -74,7 +74,9 @@ def arm_row(name, out, wall, limit, client):
         if not run_id or INFEASIBLE_ATTR in t.user_attrs or limit is None:
             continue
         epochs = [m.value for m in client.get_metric_history(run_id, "epoch_seconds")]
-        if epochs and statistics.mean(epochs) > limit:
+        # A trial stopped (timeout) before its first epoch ended, after more than the limit,
+        # had an epoch over the limit too.
+        if (epochs and statistics.mean(epochs) > limit) or (not epochs and seconds(t) > limit):
             wasted += seconds(t)
     probe = sum(t.user_attrs.get("cost", {}).get("probe_seconds", 0.0) for t in trials)
     m = out.best_metrics
