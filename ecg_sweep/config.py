@@ -128,6 +128,42 @@ class SweepConfig:
     grace_period: int = 120
     max_retry: int = 2
     system_metrics: bool = False  # MLflow system metrics (CPU, memory, GPU) on every trial run
+    # Budgets: a trial whose cost, measured before training, breaks one is not trained.
+    max_latency_ms: float | None = None  # ONNX Runtime int8, batch 1, p50, CPU
+    max_size_mb: float | None = None  # the int8 ONNX file, in 10^6 bytes
+    max_epoch_seconds: float | None = None  # projected training + validation time of one epoch
+    # Without budgets: stop a trial projected to train more than this many times slower per
+    # epoch than the family's default configuration on the same data (0: off).
+    max_cost_ratio: float = 10.0
+    cost_probe: bool = True  # measure every trial's cost before training (needed by budgets)
+
+    def __post_init__(self) -> None:
+        for flag, value in (
+            ("--max-latency-ms", self.max_latency_ms),
+            ("--max-size-mb", self.max_size_mb),
+            ("--max-epoch-seconds", self.max_epoch_seconds),
+        ):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{flag} must be > 0, got {value}")
+        if not (self.max_cost_ratio == 0 or self.max_cost_ratio >= 1):
+            raise ConfigError(
+                f"--max-cost-ratio must be 0 (off) or >= 1, got {self.max_cost_ratio}"
+            )
+        if self.has_budgets and not self.cost_probe:
+            raise ConfigError("--no-cost-probe: budgets need the cost measured before training")
+
+    @property
+    def has_budgets(self) -> bool:
+        return any(
+            v is not None for v in (self.max_latency_ms, self.max_size_mb, self.max_epoch_seconds)
+        )
+
+    @property
+    def guard_ratio(self) -> float:
+        """The default guard's ratio; 0 when it is off (turned off, or budgets given)."""
+        if not self.cost_probe or self.has_budgets:
+            return 0.0
+        return self.max_cost_ratio
 
     @property
     def resolved_study_name(self) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "eval_mode",
     "seed_everything",
     "train_one_epoch",
+    "time_train_steps",
 ]
 
 log = logging.getLogger(__name__)
@@ -324,6 +325,77 @@ def train_one_epoch(
         if progress is not None:
             progress(start + len(idx), data.n)
     return (total.item() / max(seen, 1)), seen
+
+
+_SCREEN_BATCH = 8
+
+
+def time_train_steps(
+    model: nn.Module,
+    data: PreparedData,
+    cfg: TrainConfig,
+    steps: int = 3,
+    stop_above: float | None = None,
+    max_share: float = 0.02,
+) -> float:
+    """Seconds per training sample of ``model`` under ``cfg``, timed on a few optimizer steps.
+
+    The same forward, loss, backward, clipping and optimizer step as :func:`fit`, on random
+    training batches of ``cfg.batch_size`` (a local generator: the global RNG is untouched),
+    after one untimed step on 2 records (lazy initialization); the median step counts. ``model``
+    IS trained by these steps: pass a copy. Stops after the first timed step once ``stop_above``
+    seconds per sample are exceeded (a configuration that slow needs no more steps to be
+    judged; one twice over it on a screening batch of 8 is judged from that batch), or once the timed steps add up to ``max_share`` of the whole training they project
+    (``cfg.max_epochs`` epochs over ``data.train``): on small data, a few batches are an epoch.
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    model.train()
+    if isinstance(model, ECGClassifier):
+        model.set_distilled_training(True)
+    optimizer = _make_optimizer(model, cfg)
+    n = len(data.train)
+    bs = max(2, min(cfg.batch_size, n))
+    g = torch.Generator().manual_seed(cfg.seed)
+    # (batch size, role): an untimed warm-up step on 2 records; with a limit and big batches, a
+    # screening step on 8 (per sample, small batches are rarely cheaper than full ones: a
+    # configuration 2x over the limit there is judged over it without paying a full batch, its
+    # projection then an upper estimate); then the timed steps.
+    plan = [(2, "warmup")]
+    if stop_above is not None and bs > _SCREEN_BATCH:
+        plan.append((_SCREEN_BATCH, "screen"))
+    plan += [(bs, "timed")] * steps
+    timed: list[float] = []
+    for size, role in plan:
+        idx = torch.randint(n, (size,), generator=g).sort().values.numpy()
+        xb = torch.from_numpy(data.train.x[idx]).to(device).float()
+        yb = torch.from_numpy(data.train.y[idx]).to(device)
+        t = time.perf_counter()
+        with _autocast(device, cfg.amp):
+            out = model(xb)
+        loss = _loss(out, yb, None, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        per_sample = (time.perf_counter() - t) / size
+        if role == "warmup":
+            continue
+        if role == "screen":
+            if per_sample > 2 * stop_above:
+                timed.append(per_sample)
+                break
+            continue
+        timed.append(per_sample)
+        if stop_above is not None and min(timed) > stop_above:
+            break
+        if sum(timed) * bs >= max_share * float(np.median(timed)) * n * cfg.max_epochs:
+            break
+    model.eval()
+    return float(np.median(timed))
 
 
 def fit(

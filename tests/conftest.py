@@ -173,6 +173,7 @@ def run_study(data, tracking_uri: str, storage_dir: Path, name: str, lr: float, 
         tracking_uri=tracking_uri,
         study_name=name,
         fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)),
+        cost_probe=False,
     )
     out = optimize(cfg, data)
     fold = fold_fingerprint(data.test.ecg_ids, str(data.root), data.config.task)

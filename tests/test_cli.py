@@ -204,7 +204,7 @@ def test_dashboard_shows_a_study_and_its_trials_in_chromium(sweep_data, tmp_path
     cfg = SweepConfig(
         model="vit", n_trials=3, max_epochs=2, search_space=(*TINY_VIT_SPACE, ("lr", {"low": 1e-3, "high": 3e-3})),
         storage=storage, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", study_name="dash",
-        fixed=(("n_bootstrap", 20),),
+        fixed=(("n_bootstrap", 20),), cost_probe=False,
     )  # fmt: skip
     optimize(cfg, sweep_data)
     proc, m = start_server_cli(

@@ -229,7 +229,7 @@ def test_compressed_variant_registered_and_predicts(sweep_data, real30, tmp_path
     cfg = SweepConfig(
         model="vit", n_trials=1, max_epochs=3, search_space=(*SPACE, ("lr", 3e-3)),
         storage=f"sqlite:///{tmp_path}/optuna.db", tracking_uri=uri, study_name="c",
-        fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)),
+        fixed=(("n_bootstrap", 50), ("warmup_epochs", 0.0)), cost_probe=False,
     )  # fmt: skip
     out = optimize(cfg, sweep_data)
     report = compress_run(
@@ -352,6 +352,7 @@ def test_team_stack_postgres_server_two_workers_compress_register_predict(
                         storage,
                         "--no-compress",
                         "--no-register",
+                        "--no-cost-probe",
                         "--set",
                         "n_bootstrap=50",
                         *common,

@@ -55,6 +55,7 @@ def sweep_cfg(tmp: Path, **kw) -> SweepConfig:
         tracking_uri=f"sqlite:///{tmp}/mlflow.db",
         study_name="s1",
         fixed=(("n_bootstrap", 50),),
+        cost_probe=False,  # the cost probe has its own tests (test_cost.py)
     )
     base.update(kw)
     return SweepConfig(**base)
@@ -252,7 +253,7 @@ def _optimize_proc(
         [sys.executable, "-m", "ecg_sweep", "optimize", "--model", "vit", "--n-trials", str(n),
          "--max-epochs", "2", "--search-space", str(space), "--study-name", "shared",
          "--storage", storage, "--tracking-uri", tracking, "--data-dir", str(data_dir),
-         "--cache-dir", str(cache), "--no-compress", "--set", "n_bootstrap=50", *extra],
+         "--cache-dir", str(cache), "--no-compress", "--no-cost-probe", "--set", "n_bootstrap=50", *extra],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
         # two workers on a 2-core machine: one thread each instead of oversubscribing

@@ -140,7 +140,7 @@ def test_study_and_trials_carry_dataset_system_metrics_and_params_as_run(sweep_d
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = SweepConfig(
         model="vit", n_trials=2, max_epochs=1, search_space=TINY_VIT_SPACE, storage=f"sqlite:///{tmp_path}/o.db",
-        tracking_uri=uri, study_name="view", fixed=(("n_bootstrap", 20),), system_metrics=True,
+        tracking_uri=uri, study_name="view", fixed=(("n_bootstrap", 20),), system_metrics=True, cost_probe=False,
     )  # fmt: skip
     out = optimize(cfg, sweep_data)
     optimize(dataclasses.replace(cfg, n_trials=1, system_metrics=False), sweep_data)  # resume

@@ -21,9 +21,14 @@ from ecg_sweep.cli._common import (
 )
 from ecg_sweep.cli.options import (
     CacheDir,
+    CostProbe,
     DataDir,
     Device,
     Experiment,
+    MaxCostRatio,
+    MaxEpochSeconds,
+    MaxLatencyMs,
+    MaxSizeMb,
     Model,
     OnBadRecord,
     Preset,
@@ -56,6 +61,20 @@ class ConsoleReporter:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         console.print(f"[bold]trial {number}[/] {shown}", highlight=False)
 
+    def cost(self, number, cost, infeasible):
+        parts = [f"{cost.params / 1e6:.2f} M params"]
+        if cost.size_bytes_int8 is not None:
+            parts.append(
+                f"int8 {cost.size_bytes_int8 / 1e6:.2f} MB, {cost.latency_ms_int8:.2f} ms "
+                f"(fp32 {cost.latency_ms_fp32:.2f} ms) at batch 1"
+            )
+        parts.append(
+            f"~{cost.epoch_seconds:.1f} s per epoch (measured in {cost.probe_seconds:.1f} s)"
+        )
+        console.print(f"  trial {number} cost: {', '.join(parts)}", style="dim", highlight=False)
+        if infeasible:
+            console.print(f"  [yellow]trial {number} not trained: {infeasible}[/]", highlight=False)
+
     def epoch(self, number, epoch, m):
         console.print(
             f"  trial {number} epoch {epoch}: val_macro_auc {m['val_macro_auc']:.4f}  "
@@ -84,7 +103,9 @@ class ConsoleReporter:
             best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
         except ValueError:
             best = "no complete trial yet"
-        reason = trial.user_attrs.get("fail_reason", "")
+        from ecg_sweep.sweep.cost import INFEASIBLE_ATTR
+
+        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get(INFEASIBLE_ATTR, "")
         console.print(
             f"[bold]trial {trial.number} {trial.state.name}[/] value {value}; {best}"
             + (f"; {reason}" if reason else ""),
@@ -165,6 +186,11 @@ def optimize_cmd(
     device: Device = "auto",
     seed: Seed = 0,
     system_metrics: SystemMetrics = False,
+    max_latency_ms: MaxLatencyMs = None,
+    max_size_mb: MaxSizeMb = None,
+    max_epoch_seconds: MaxEpochSeconds = None,
+    max_cost_ratio: MaxCostRatio = 10.0,
+    cost_probe: CostProbe = True,
 ) -> None:
     """Search a model's hyperparameters with Optuna; every trial is a nested MLflow run."""
     import optuna
@@ -217,6 +243,11 @@ def optimize_cmd(
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         system_metrics=system_metrics,
+        max_latency_ms=max_latency_ms,
+        max_size_mb=max_size_mb,
+        max_epoch_seconds=max_epoch_seconds,
+        max_cost_ratio=max_cost_ratio,
+        cost_probe=cost_probe,
     )
     make_sampler(sampler, seed)  # unknown names fail before any data is read
     make_pruner(pruner, max_epochs)

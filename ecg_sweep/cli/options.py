@@ -19,6 +19,11 @@ __all__ = [
     "DataDir",
     "Device",
     "Experiment",
+    "CostProbe",
+    "MaxCostRatio",
+    "MaxEpochSeconds",
+    "MaxLatencyMs",
+    "MaxSizeMb",
     "Model",
     "OnBadRecord",
     "Port",
@@ -117,6 +122,47 @@ SystemMetrics = Annotated[
         help="Log MLflow system metrics (CPU, memory, disk, network; GPU with pynvml) into each "
         "training run, every $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL s (default 10; env "
         "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING).",
+    ),
+]
+
+# --- cost budgets (optimize: before training; promote: as measured) ------------------------------
+MaxLatencyMs = Annotated[
+    float | None,
+    typer.Option(
+        "--max-latency-ms",
+        help="Budget: CPU latency at batch 1 (p50, ms). optimize: trials whose int8 model is "
+        "estimated over it are not trained; promote: refuse a version measured over it.",
+    ),
+]
+MaxSizeMb = Annotated[
+    float | None,
+    typer.Option(
+        "--max-size-mb",
+        help="Budget: size of the int8 ONNX file (MB); trials over it are not trained.",
+    ),
+]
+MaxEpochSeconds = Annotated[
+    float | None,
+    typer.Option(
+        "--max-epoch-seconds",
+        help="Budget: projected seconds per epoch (training + validation); trials over it are "
+        "not trained.",
+    ),
+]
+MaxCostRatio = Annotated[
+    float,
+    typer.Option(
+        "--max-cost-ratio",
+        help="Without budgets: stop a trial projected to train more than R x slower per epoch "
+        "than the family's default configuration on the same data (0: off).",
+    ),
+]
+CostProbe = Annotated[
+    bool,
+    typer.Option(
+        "--cost-probe/--no-cost-probe",
+        help="Measure every trial's cost (params, int8 size and latency, epoch time) before it "
+        "trains; budgets and the guard need it.",
     ),
 ]
 

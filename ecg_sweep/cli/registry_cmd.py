@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ecg_sweep.cli._common import console, out
-from ecg_sweep.cli.options import TrackingUri
+from ecg_sweep.cli.options import MaxLatencyMs, TrackingUri
 
 __all__ = ["predict_cmd", "promote_cmd"]
 
@@ -27,8 +27,10 @@ def promote_cmd(
         bool, typer.Option("--force", help="Promote even if it does not beat the champion.")
     ] = False,
     tracking_uri: TrackingUri = None,
+    max_latency_ms: MaxLatencyMs = None,
 ) -> None:
-    """Move the `champion` alias to a version if it beats the champion on test macro AUROC."""
+    """Move the `champion` alias to a version if it beats the champion on test macro AUROC
+    (and, with --max-latency-ms, if its measured latency is within the budget)."""
     from ecg_sweep.models import get_model_spec
     from ecg_sweep.registry import promote
     from ecg_sweep.tracking.client import Tracker
@@ -36,7 +38,7 @@ def promote_cmd(
 
     get_model_spec(model)
     tracker = Tracker(tracking_uri, experiment_name(model))
-    r = promote(tracker, model, version, force)
+    r = promote(tracker, model, version, force, max_latency_ms)
     prev = (
         f"; previous champion version {r['previous']} ({r['previous_test_macro_auc']:.4f})"
         if r["previous"]

@@ -36,10 +36,16 @@ from ecg_sweep.tracking.contract import (
     COMPRESSION_SUMMARY_CSV,
     COMPRESSION_SUMMARY_MD,
     COMPRESSION_TRADEOFF_PLOT,
+    COST_LATENCY_MS_INT8,
+    COST_LATENCY_RATIO_INT8,
+    COST_SIZE_BYTES_INT8,
+    COST_SIZE_RATIO_INT8,
     DATASET_CONTEXT_COMPRESSION,
     ERROR_TAG,
     KIND_COMPRESSION,
     KIND_TAG,
+    MEASURED_LATENCY_MS_INT8,
+    MEASURED_SIZE_BYTES_INT8,
     METHOD_TAG,
     MODEL_TAG,
     MODEL_URI_TAG,
@@ -356,7 +362,27 @@ def compress_run(
         {b.method.name: b.variant.module for b in ok},
     )
     _log_summary(tracker, report)
+    _log_cost_check(tracker, run, report)
     return report
+
+
+def _log_cost_check(tracker: Tracker, run, report: CompressionReport) -> None:
+    """Beside a study trial's pre-training cost estimates (``cost_*``, measured on its untrained
+    model), the ``onnx_int8`` variant as measured now, and estimate / measured."""
+    estimates = run.data.metrics
+    try:
+        row = report.row("onnx_int8")
+    except KeyError:
+        return
+    if row.status != "ok" or COST_LATENCY_MS_INT8 not in estimates:
+        return
+    latency, size = row.metrics["latency_ms_p50_bs1"], row.metrics["size_bytes"]
+    metrics = {MEASURED_LATENCY_MS_INT8: latency, MEASURED_SIZE_BYTES_INT8: size}
+    if latency > 0:
+        metrics[COST_LATENCY_RATIO_INT8] = estimates[COST_LATENCY_MS_INT8] / latency
+    if size > 0 and COST_SIZE_BYTES_INT8 in estimates:
+        metrics[COST_SIZE_RATIO_INT8] = estimates[COST_SIZE_BYTES_INT8] / size
+    tracker.log_metrics(run.info.run_id, metrics)
 
 
 def _start(

@@ -98,7 +98,7 @@ class Latency:
 def measure_latency(
     predictors: Mapping[str, Callable[[np.ndarray], Any]],
     x1: np.ndarray,
-    x32: np.ndarray,
+    x32: np.ndarray | None,
     config: CompressConfig,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Latency]:
@@ -109,6 +109,7 @@ def measure_latency(
     rotated every round. Percentiles are over all timed calls. ``torch`` uses
     ``config.threads`` threads here; ORT sessions were created with the same count.
     ``progress(done, total)`` (records run) is called between blocks, outside the timed calls.
+    ``x32=None`` times batch 1 only (``p50_bs32`` is NaN): the cheap form a cost probe uses.
     """
     names = list(predictors)
     bs1: dict[str, list[float]] = {n: [] for n in names}
@@ -117,8 +118,9 @@ def measure_latency(
         for n in names:
             for _ in range(config.latency_warmup):
                 predictors[n](x1)
-            predictors[n](x32)
-        per_round = len(names) * (config.latency_block * len(x1) + len(x32))
+            if x32 is not None:
+                predictors[n](x32)
+        per_round = len(names) * (config.latency_block * len(x1) + (0 if x32 is None else len(x32)))
         for r in range(config.latency_rounds):
             if progress is not None:
                 progress(r * per_round, config.latency_rounds * per_round)
@@ -129,6 +131,8 @@ def measure_latency(
                     t = time.perf_counter()
                     fn(x1)
                     bs1[n].append(time.perf_counter() - t)
+                if x32 is None:
+                    continue
                 t = time.perf_counter()
                 fn(x32)
                 bs32[n].append(time.perf_counter() - t)
@@ -138,7 +142,7 @@ def measure_latency(
         n: Latency(
             p50_bs1=float(np.percentile(bs1[n], 50) * 1000),
             p95_bs1=float(np.percentile(bs1[n], 95) * 1000),
-            p50_bs32=float(np.percentile(bs32[n], 50) * 1000),
+            p50_bs32=float(np.percentile(bs32[n], 50) * 1000) if bs32[n] else float("nan"),
         )
         for n in names
     }

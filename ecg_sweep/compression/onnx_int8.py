@@ -28,6 +28,7 @@ from ecg_sweep.models import INFO_KEY, ECGClassifier, ModelInfo
 from ecg_sweep.models.onnx import OnnxModule
 
 __all__ = [
+    "CALIBRATION",
     "export_onnx",
     "quantize_onnx_int8",
     "onnx_weight_counts",

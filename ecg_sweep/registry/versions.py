@@ -34,6 +34,7 @@ __all__ = [
     "RegisteredVersion",
     "register_study_best",
     "promote",
+    "measured_latency_ms",
     "fold_fingerprint",
     "run_model_uri",
 ]
@@ -177,9 +178,36 @@ def _alias_version(client, name: str, alias: str):
         return None
 
 
-def promote(tracker: Tracker, model: str, version: str | None = None, force: bool = False) -> dict:
+def measured_latency_ms(tracker: Tracker, mv) -> float | None:
+    """A registered version's measured CPU latency at batch 1 (p50, ms): its own tag (compressed
+    variants carry it), else the ``fp32`` compression run measured under its run (the float
+    model as compression timed it); None when it was never measured."""
+    if "latency_ms_p50_bs1" in mv.tags:
+        return float(mv.tags["latency_ms_p50_bs1"])
+    run_id = mv.tags.get(VERSION_RUN_ID_TAG) or mv.run_id
+    runs = tracker.search_runs(
+        f"tags.`{PARENT_TAG}` = '{run_id}' and tags.`{KIND_TAG}` = '{KIND_COMPRESSION}' "
+        f"and tags.`{METHOD_TAG}` = 'fp32'",
+        order_by=["attributes.start_time DESC"],
+    )
+    for r in runs:
+        if r.info.status == "FINISHED" and "latency_ms_p50_bs1" in r.data.metrics:
+            return float(r.data.metrics["latency_ms_p50_bs1"])
+    return None
+
+
+def promote(
+    tracker: Tracker,
+    model: str,
+    version: str | None = None,
+    force: bool = False,
+    max_latency_ms: float | None = None,
+) -> dict:
     """Move ``champion`` to ``version`` (default: the challenger) if it beats the champion on
-    test macro AUROC of the same test fold; record the previous champion in a tag."""
+    test macro AUROC of the same test fold; record the previous champion in a tag.
+
+    ``max_latency_ms``: refuse a version whose measured batch-1 latency exceeds it, or that was
+    never measured (``--force`` does not override a budget)."""
     client = tracker.client
     name = registered_model_name(model)
     try:
@@ -197,6 +225,20 @@ def promote(tracker: Tracker, model: str, version: str | None = None, force: boo
             mv = client.get_model_version(name, str(version))
         except Exception:
             raise ConfigError(f"{name} has no version {version}") from None
+    if max_latency_ms is not None:
+        if not max_latency_ms > 0:
+            raise ConfigError(f"--max-latency-ms must be > 0, got {max_latency_ms}")
+        latency = measured_latency_ms(tracker, mv)
+        if latency is None:
+            raise ConfigError(
+                f"{name} version {mv.version} has no measured latency; compress its run first "
+                f"(ecg-sweep compress --run-id {mv.run_id}) or drop --max-latency-ms"
+            )
+        if latency > max_latency_ms:
+            raise ConfigError(
+                f"{name} version {mv.version}: measured latency {latency:.2f} ms (batch 1, p50) "
+                f"exceeds --max-latency-ms {max_latency_ms:g}; not promoted"
+            )
     champion = _alias_version(client, name, CHAMPION)
     if champion is not None and champion.version == mv.version:
         raise ConfigError(f"{name} version {mv.version} is already the champion")

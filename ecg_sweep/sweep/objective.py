@@ -20,11 +20,20 @@ from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import FitTimeout, fit, seed_everything
 from ecg_sweep.models import ModelSpec, SpaceContext, build_model, make_train_config, model_info
 from ecg_sweep.models.space import SearchSpace
+from ecg_sweep.sweep.cost import (
+    CONSTRAINTS_ATTR,
+    COST_ATTR,
+    INFEASIBLE_ATTR,
+    TrialCost,
+    check_cost,
+    probe_cost,
+)
 from ecg_sweep.sweep.runs import RUN_ATTR, end_trial_run, mark_stale_trial, trial_tags
 from ecg_sweep.tracking.client import Tracker
 from ecg_sweep.tracking.contract import (
     CHECKPOINT_DIR,
     CHECKPOINT_FILE,
+    INFEASIBLE_TAG,
     STOP_REASON_TAG,
     trial_run_name,
 )
@@ -49,6 +58,10 @@ class Reporter:
 
     def progress(self, number: int, what: str, done: int, total: int) -> None:
         """Per batch inside a trial's epochs (``what``: "epoch E train" / "epoch E validate")."""
+
+    def cost(self, number: int, cost: TrialCost, infeasible: str | None) -> None:
+        """The trial's cost, measured before training; ``infeasible``: why it will not train."""
+        log.info("trial %d cost: %s; infeasible: %s", number, cost, infeasible or "no")
 
 
 def trial_train_config(cfg: SweepConfig, sampled: dict[str, Any], trial_number: int) -> TrainConfig:
@@ -78,6 +91,8 @@ class Objective:
     device: str
     teacher: nn.Module | None = None
     reporter: Reporter = field(default_factory=Reporter)
+    # The family default's projected epoch seconds on this data (the guard's unit), per study.
+    reference_epoch_seconds: float | None = None
     _speed_reported: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -124,6 +139,8 @@ class Objective:
         params["n_params"] = sum(p.numel() for p in model.parameters())
         self.tracker.log_params(run_id, params, new_run=True)
         self.tracker.log_dataset(run_id, self.data)
+        if self.cfg.cost_probe:
+            self._check_cost(trial, run_id, model, train_cfg)
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
             self.tracker.log_metrics(run_id, metrics, step=epoch)
@@ -180,6 +197,39 @@ class Objective:
             # best is re-loaded from here to be evaluated on the test fold and logged as a model.
             self.tracker.log_artifact(run_id, ckpt, CHECKPOINT_DIR)
         return result.best_val_macro_auc
+
+    def _check_cost(
+        self, trial: optuna.Trial, run_id: str, model: nn.Module, train_cfg: TrainConfig
+    ) -> None:
+        """Measure the untrained model's cost; a trial that breaks a budget or the guard ends
+        PRUNED here, before its first epoch, with the reason on its run.
+
+        Constraint values go to Optuna as ``trial.set_constraint`` (Optuna 5's form, stored in
+        the trial's system attrs), to feasible trials too; TPE counts a PRUNED trial whose
+        constraints are > 0 as infeasible and ranks it by its violation (no objective value is
+        made up). They are also kept in the user attrs (``constraints``, ``cost``).
+        """
+        cfg, ref = self.cfg, self.reference_epoch_seconds
+        limits = [b for b in (cfg.max_epoch_seconds, cfg.guard_ratio * (ref or 0)) if b]
+        cost = probe_cost(
+            model,
+            self.data,
+            train_cfg,
+            stop_above_epoch_seconds=min(limits) if limits else None,
+        )
+        self.tracker.log_metrics(run_id, cost.metrics())
+        values, reason = check_cost(cost, cfg, ref)
+        trial.set_user_attr(COST_ATTR, cost.as_dict())
+        trial.set_user_attr(CONSTRAINTS_ATTR, values)
+        for key, value in values.items():
+            trial.set_constraint(key, value)
+        report = getattr(self.reporter, "cost", None)  # reporters are duck-typed
+        if report is not None:
+            report(trial.number, cost, reason)
+        if reason:
+            trial.set_user_attr(INFEASIBLE_ATTR, reason)
+            self.tracker.set_tags(run_id, {INFEASIBLE_TAG: reason[:5000]})
+            raise optuna.TrialPruned(f"infeasible, not trained: {reason}")
 
 
 def stale_trial_callback(tracker_factory: Callable[[], Tracker | None], max_retry: int):

@@ -14,12 +14,13 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from ecg_sweep.config import TRAIN_FIELDS, SweepConfig
+from ecg_sweep.config import TRAIN_FIELDS, SweepConfig, split_params
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import resolve_device
 from ecg_sweep.errors import ConfigError, StorageError
-from ecg_sweep.models import SpaceContext, get_model_spec, load_checkpoint
+from ecg_sweep.models import SpaceContext, build_model, get_model_spec, load_checkpoint, model_info
 from ecg_sweep.models.space import apply_overrides, space_to_dict
+from ecg_sweep.sweep.cost import REFERENCE_ATTR, ProbeSettings, epoch_seconds
 from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback, trial_train_config
 from ecg_sweep.sweep.runs import (
     RUN_ATTR,
@@ -128,6 +129,11 @@ def optimize(
         "n_jobs": cfg.n_jobs,
         "trial_timeout": cfg.trial_timeout,
         "system_metrics": cfg.system_metrics,
+        "max_latency_ms": cfg.max_latency_ms,
+        "max_size_mb": cfg.max_size_mb,
+        "max_epoch_seconds": cfg.max_epoch_seconds,
+        "max_cost_ratio": cfg.guard_ratio,
+        "cost_probe": cfg.cost_probe,
         "sampling_rate": data.sampling_rate,
         "task": data.config.task,
         **{f"fixed.{k}": v for k, v in cfg.fixed},
@@ -167,6 +173,7 @@ def optimize(
                 "study %r was created with another search space; the new one applies to new trials",
                 name,
             )
+        reference = _reference_epoch_seconds(cfg, study, data, dev) if cfg.guard_ratio else None
     study.sampler = make_sampler(cfg.sampler, _sampler_seed(cfg.seed, first_worker))
 
     if cfg.n_jobs > 1:
@@ -183,6 +190,7 @@ def optimize(
         device=dev,
         teacher=teacher,
         reporter=reporter,
+        reference_epoch_seconds=reference,
     )
     callbacks = []
     if cfg.total_trials:
@@ -215,6 +223,33 @@ def optimize(
     outcome = finalize(cfg, study, tracker, study_run_id, data, dev)
     tracker.end_run(study_run_id, "FINISHED")
     return outcome
+
+
+def _reference_epoch_seconds(
+    cfg: SweepConfig, study: optuna.Study, data: PreparedData, device: str
+) -> float | None:
+    """The family default configuration's projected epoch seconds on this data and device:
+    the default guard's unit. Measured once per study (call under ``study_lock``) and kept in
+    the study's user attrs, so resumed invocations and other workers reuse it; measured again
+    only where the device or the data's size differ."""
+    key = {"device": device, "n_train": len(data.train), "n_val": len(data.val)}
+    stored = study.user_attrs.get(REFERENCE_ATTR) or {}
+    if stored and {k: stored.get(k) for k in key} == key:
+        return float(stored["epoch_seconds"])
+    spec = get_model_spec(cfg.model)
+    fixed_model, _ = split_params(dict(cfg.fixed))
+    try:
+        info = model_info(cfg.model, {**spec.params(cfg.preset), **fixed_model}, data)
+        train_cfg = dataclasses.replace(trial_train_config(cfg, {}, 0), device=device)
+        # Measured once per study: it can afford more steps than a trial's probe.
+        settings = ProbeSettings(train_steps=5, max_share=0.05)
+        seconds = epoch_seconds(build_model(info), data, train_cfg, settings)
+    except Exception as e:  # the default cannot be built on this data: no unit, no guard
+        log.warning("no cost guard: the %s default configuration failed: %s", cfg.model, e)
+        return None
+    study.set_user_attr(REFERENCE_ATTR, {**key, "epoch_seconds": seconds})
+    log.info("cost guard: the %s default projects %.1f s per epoch", cfg.model, seconds)
+    return seconds
 
 
 def _close_interrupted(tracker: Tracker, study: optuna.Study) -> None:

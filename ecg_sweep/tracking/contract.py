@@ -33,6 +33,17 @@ __all__ = [
     "NOTE_TAG",
     "RECOMMENDED_TAG",
     "COMPRESSION_METHODS_TAG",
+    "INFEASIBLE_TAG",
+    "COST_PARAMS",
+    "COST_SIZE_BYTES_INT8",
+    "COST_LATENCY_MS_INT8",
+    "COST_LATENCY_MS_FP32",
+    "COST_EPOCH_SECONDS",
+    "COST_PROBE_SECONDS",
+    "MEASURED_LATENCY_MS_INT8",
+    "MEASURED_SIZE_BYTES_INT8",
+    "COST_LATENCY_RATIO_INT8",
+    "COST_SIZE_RATIO_INT8",
     "FOLD_FINGERPRINT_TAG",
     "VERSION_STUDY_TAG",
     "VERSION_TRIAL_TAG",
@@ -101,6 +112,23 @@ ERROR_TAG = "ecg_sweep.error"
 NOTE_TAG = "ecg_sweep.note"
 RECOMMENDED_TAG = "ecg_sweep.compression.recommended"  # on the trial run: the int8 variant chosen
 COMPRESSION_METHODS_TAG = "ecg_sweep.compression.methods"
+# A trial stopped before training because its measured cost breaks a budget or the default
+# guard: the tag holds the one-line reason.
+INFEASIBLE_TAG = "ecg_sweep.infeasible"
+
+# --- the cost of a trial, measured on the untrained model before its first epoch ---------------
+COST_PARAMS = "cost_params"
+COST_SIZE_BYTES_INT8 = "cost_size_bytes_int8"  # the ONNX Runtime static QDQ int8 file
+COST_LATENCY_MS_INT8 = "cost_latency_ms_p50_bs1_int8"  # CPU, batch 1, p50
+COST_LATENCY_MS_FP32 = "cost_latency_ms_p50_bs1_fp32"  # the torch fp32 model, timed alike
+COST_EPOCH_SECONDS = "cost_epoch_seconds"  # projected: training + validation of one epoch
+COST_PROBE_SECONDS = "cost_probe_seconds"  # what measuring all of the above took
+# After compression, on the compressed trial's run: the onnx_int8 variant as measured, and
+# estimate / measured (1.0 = the pre-training estimate was exact).
+MEASURED_LATENCY_MS_INT8 = "measured_latency_ms_p50_bs1_int8"
+MEASURED_SIZE_BYTES_INT8 = "measured_size_bytes_int8"
+COST_LATENCY_RATIO_INT8 = "cost_latency_ratio_int8"
+COST_SIZE_RATIO_INT8 = "cost_size_ratio_int8"
 
 # Optuna trial state -> MLflow run status (pruned trials were stopped on purpose: KILLED).
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
