@@ -34,6 +34,7 @@ from ecg_sweep.cli.options import (
     Task,
     Teacher,
     TrackingUri,
+    TrustPickle,
 )
 
 __all__ = ["optimize_cmd"]
@@ -133,6 +134,7 @@ def optimize_cmd(
         typer.Option("--trial-timeout", help="Seconds a trial may train before it is stopped."),
     ] = None,
     teacher: Teacher = None,
+    trust_pickle: TrustPickle = False,
     heartbeat_interval: Annotated[
         int, typer.Option("--heartbeat-interval", help="Seconds between trial heartbeats.")
     ] = 30,
@@ -212,6 +214,7 @@ def optimize_cmd(
         search_space=overrides,
         search_space_file=str(search_space) if search_space else None,
         teacher=teacher,
+        trust_pickle=trust_pickle,
         preset=preset,
         fixed=fixed,
         heartbeat_interval=heartbeat_interval,

@@ -24,6 +24,7 @@ from ecg_sweep.cli.options import (
     Task,
     Teacher,
     TrackingUri,
+    TrustPickle,
 )
 
 __all__ = ["models_cmd", "train_cmd"]
@@ -85,6 +86,7 @@ def train_cmd(
     preset: Preset = None,
     max_epochs: Annotated[int, typer.Option("--max-epochs", help="Upper bound on epochs.")] = 20,
     teacher: Teacher = None,
+    trust_pickle: TrustPickle = False,
     pretrained_weights: Annotated[
         Path | None,
         typer.Option(
@@ -133,6 +135,7 @@ def train_cmd(
             cfg,
             tracker,
             teacher=teacher,
+            trust_pickle=trust_pickle,
             pretrained_weights=pretrained_weights,
             checkpoint=checkpoint,
             system_metrics=system_metrics,

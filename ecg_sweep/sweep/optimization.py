@@ -105,7 +105,7 @@ def optimize(
         raise ConfigError(f"--set {unknown[0]}: not a parameter of {cfg.model!r} or of training")
     dev = str(resolve_device(device))
     tracker = Tracker(cfg.tracking_uri, experiment_name(cfg.model, cfg.experiment))  # fails fast
-    teacher = load_teacher(cfg.teacher, cfg.model)
+    teacher = load_teacher(cfg.teacher, cfg.model, cfg.trust_pickle)
     storage_url = cfg.storage or DEFAULT_STORAGE
     storage = make_storage(
         storage_url,
