@@ -267,3 +267,51 @@ def test_progress_bar_in_a_terminal(monkeypatch):
         d.finish("t")
     text = buf.getvalue()
     assert "epoch 0 train" in text and "300/1000" in text and "samples/s" in text
+
+
+# --- passwords never printed ----------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_compress_unreachable_server_fails_fast_in_one_masked_line():
+    uri = f"http://ann:s3cr@t@127.0.0.1:{_closed_port()}/"
+    t0 = time.monotonic()
+    r = run_cli("compress", "--run-id", "0123abcd", "--tracking-uri", uri)
+    assert r.returncode == 2, r.stderr
+    assert time.monotonic() - t0 < 60  # MLflow's own retries took minutes
+    assert r.stderr.count("\n") == 1 and "ann:***@127.0.0.1" in r.stderr
+    assert "s3cr" not in r.stderr + r.stdout
+
+
+def test_store_errors_mask_query_passwords_and_passwords_with_at():
+    uri = "postgresql://ann:p@ss:w0rd@127.0.0.1:9/mlflow?password=qq"
+    r = run_cli("compare", "--tracking-uri", uri)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "w0rd" not in r.stderr + r.stdout and "=qq" not in r.stderr + r.stdout
+    assert "postgresql://ann:***@127.0.0.1:9/mlflow?password=***" in r.stderr
+
+
+def test_ui_masks_the_uri_and_keeps_it_out_of_argv(monkeypatch, capsys):
+    import typer
+
+    from ecg_sweep.cli import ui_cmd
+
+    calls = {}
+
+    def fake_call(cmd, env):
+        calls.update(cmd=cmd, env=env)
+        return 0
+
+    monkeypatch.setattr(ui_cmd.subprocess, "call", fake_call)
+    uri = "postgresql://ann:s3cret@db:5432/mlflow"
+    with pytest.raises(typer.Exit):
+        ui_cmd.ui_cmd(uri, 5999)
+    printed = "".join(capsys.readouterr())
+    assert "ann:***@db:5432" in printed and "s3cret" not in printed
+    assert not any("s3cret" in a for a in calls["cmd"])
+    assert calls["env"]["MLFLOW_BACKEND_STORE_URI"] == uri

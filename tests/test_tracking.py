@@ -262,3 +262,13 @@ def test_logged_torch_models_load_without_unpickling(tiny_vit, tmp_path, monkeyp
         loaded, _ = load_model(uri)
         with torch.no_grad():
             np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_mask_url_hides_query_passwords_and_passwords_with_at():
+    masked = mask_url("tracking URI postgresql://ann:p@ss:w0rd@db:5432/x?password=qq: refused")
+    assert masked == "tracking URI postgresql://ann:***@db:5432/x?password=***: refused"
+    assert mask_url("http://db/x?user=a&PassWord=s3&sslmode=require") == (
+        "http://db/x?user=a&PassWord=***&sslmode=require"
+    )
+    assert mask_url("https://mlflow/?token=abc") == "https://mlflow/?token=***"
+    assert mask_url("sqlite:///data@home/mlflow.db") == "sqlite:///data@home/mlflow.db"

@@ -25,6 +25,7 @@ from ecg_sweep.cli import (
     ui_cmd,
 )
 from ecg_sweep.errors import EcgSweepError
+from ecg_sweep.tracking.client import mask_url
 
 app = typer.Typer(
     help="Optuna sweeps with MLflow tracking for deep-learning ECG diagnosis on PTB-XL.",
@@ -44,6 +45,13 @@ app.command("ui")(ui_cmd.ui_cmd)
 app.command("dashboard")(dashboard_cmd.dashboard_cmd)
 
 _state = {"debug": False}
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Log lines (and the tracebacks they carry) with every URL password masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_url(super().format(record))
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -69,7 +77,7 @@ def _root(
     _state["debug"] = debug
     handler = _CurrentStderrHandler()
     handler.setFormatter(
-        logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s")
+        _MaskingFormatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s")
     )
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     for noisy in ("alembic", "urllib3", "git", "matplotlib", "PIL", "numexpr", "mlflow", "httpx"):
@@ -85,12 +93,22 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="ecg-sweep")
     except EcgSweepError as e:
         if _state["debug"] or os.environ.get("ECG_SWEEP_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
+            _print_traceback()
+            sys.exit(e.exit_code)
+        print(mask_url(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception:  # a bug: its traceback is wanted, but never a password it quotes
+        _print_traceback()
+        sys.exit(1)
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    print(mask_url(traceback.format_exc()), file=sys.stderr, end="")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def train_cmd(
     from ecg_sweep.config import split_params
     from ecg_sweep.engine import resolve_device
     from ecg_sweep.models import get_model_spec, make_train_config
-    from ecg_sweep.tracking.client import Tracker
+    from ecg_sweep.tracking.client import Tracker, mask_url
     from ecg_sweep.tracking.contract import experiment_name
     from ecg_sweep.tracking.training_run import train_and_log
 
@@ -149,7 +149,8 @@ def train_cmd(
         f"({result.fit.train_samples_per_s:.0f} samples/s on {result.fit.device})"
     )
     out.print(
-        f"MLflow run {result.run_id} in experiment {tracker.experiment_name!r} ({tracker.uri})"
+        f"MLflow run {result.run_id} in experiment {tracker.experiment_name!r} "
+        f"({mask_url(tracker.uri)})"
     )
     if result.model_uri:
         out.print(f"model: {result.model_uri}")

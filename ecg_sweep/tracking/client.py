@@ -45,8 +45,15 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default, in the working directory
 _MAX_PARAM_LEN = 6000
 
+# The userinfo of a URL ends at the authority's LAST "@": a password may hold "@" (and ":").
 _URL_PASSWORD = re.compile(
-    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)"
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]+)(?P<post>@[^@\s/?#]*)"
+)
+# libpq / SQLAlchemy / HTTP query parameters that carry a secret: ?password=..., &sslpassword=...
+_QUERY_SECRET = re.compile(
+    r"(?P<pre>[?&;](?:password|passwd|pwd|sslpassword|secret|token|access_token|api_key)=)"
+    r"(?P<pw>[^&;#\s'\"]+?)(?=[&;#\s'\"]|:\s|:?$)",
+    re.IGNORECASE,
 )
 
 
@@ -59,8 +66,25 @@ def _sqlite_init_lock(uri: str):
 
 
 def mask_url(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text`` with ***."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}", str(text))
+    """Replace the password of every ``scheme://user:password@host`` in ``text`` (a password
+    may contain ``@``), and the value of every ``?password=`` / ``&token=`` style query
+    parameter, with ***."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}", str(text))
+    return _QUERY_SECRET.sub(lambda m: f"{m['pre']}***", text)
+
+
+def _check_userinfo(uri: str) -> None:
+    """A database URL whose password holds a raw ``@`` is cut at the wrong ``@`` by SQLAlchemy,
+    and the error it raises quotes the password's tail: refuse it before, masked."""
+    scheme, sep, rest = uri.partition("://")
+    if (
+        sep
+        and not scheme.startswith("http")
+        and re.split(r"[/?#]", rest, maxsplit=1)[0].count("@") > 1
+    ):
+        raise TrackingError(
+            f"tracking URI {mask_url(uri)}: its password contains '@': write it as %40"
+        )
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -106,15 +130,24 @@ class Tracker:
         ):
             # MLflow 3 refuses file stores unless this is set; the user chose one explicitly.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        _check_userinfo(self.uri)
         if check and self.uri.startswith(("http://", "https://")):
             self._check_http()
         self.experiment_id = None
         # Two processes creating one sqlite store at once race in MLflow's schema migration
         # (duplicate column / CircularDependencyError): serialize the first touch of the store.
         with _sqlite_init_lock(self.uri):
-            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            try:  # a database store connects (and migrates) here
+                self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            except Exception as e:
+                raise self._fail("cannot open the tracking store", e) from None
             if check:
                 self.experiment_id = self._experiment_id(experiment)
+
+    def check_reachable(self) -> None:
+        """Fail fast, in one line, when an HTTP tracking server does not answer."""
+        if self.uri.startswith(("http://", "https://")):
+            self._check_http()
 
     def _check_http(self, timeout: float = 10.0) -> None:
         """One quick request: MLflow's own client retries an unreachable server for minutes."""
