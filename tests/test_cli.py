@@ -315,3 +315,20 @@ def test_ui_masks_the_uri_and_keeps_it_out_of_argv(monkeypatch, capsys):
     assert "ann:***@db:5432" in printed and "s3cret" not in printed
     assert not any("s3cret" in a for a in calls["cmd"])
     assert calls["env"]["MLFLOW_BACKEND_STORE_URI"] == uri
+
+
+def test_optimize_checks_the_stores_before_the_data(tmp_path):
+    """An unreachable tracking server or storage is reported before any data is read (the data
+    folder here does not even exist)."""
+    base = ("optimize", "--model", "vit", "--data-dir", str(tmp_path / "no-data"))
+    r = run_cli(*base, "--tracking-uri", f"http://127.0.0.1:{_closed_port()}/", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "cannot reach the server" in r.stderr
+    r = run_cli(
+        *base,
+        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--storage", "postgresql://ann:s3cret@127.0.0.1:9/optuna",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--storage postgresql://ann:***@127.0.0.1:9/optuna: cannot open" in r.stderr

@@ -176,7 +176,7 @@ def optimize_cmd(
     from ecg_sweep.errors import ConfigError
     from ecg_sweep.models import get_model_spec, list_models
     from ecg_sweep.models.space import load_space_file, select_model_section
-    from ecg_sweep.sweep import make_pruner, make_sampler, optimize, study_summary
+    from ecg_sweep.sweep import check_stores, make_pruner, make_sampler, optimize, study_summary
     from ecg_sweep.sweep.study import DEFAULT_STORAGE
     from ecg_sweep.tracking.client import mask_url
     from ecg_sweep.tracking.contract import experiment_name
@@ -224,6 +224,7 @@ def optimize_cmd(
     make_sampler(sampler, seed)  # unknown names fail before any data is read
     make_pruner(pruner, max_epochs)
     dev = resolve_device(device)
+    check_stores(cfg)  # an unreachable server fails before minutes of data preparation
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
     console.print(
         f"study {cfg.resolved_study_name!r} on {mask_url(storage or DEFAULT_STORAGE)}, "

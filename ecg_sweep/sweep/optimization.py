@@ -41,7 +41,7 @@ from ecg_sweep.tracking.contract import BEST_TAG, MODEL_URI_TAG, experiment_name
 from ecg_sweep.tracking.model_store import download_checkpoint, load_teacher
 from ecg_sweep.tracking.training_run import evaluate_and_log
 
-__all__ = ["SweepOutcome", "optimize", "build_space", "study_summary"]
+__all__ = ["SweepOutcome", "optimize", "build_space", "check_stores", "study_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ class SweepOutcome:
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_model_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def check_stores(cfg: SweepConfig) -> None:
+    """Open the MLflow tracking store and the Optuna storage once, before any data is prepared:
+    an unreachable server or a bad URL fails in one line, not after minutes of decoding."""
+    Tracker(cfg.tracking_uri, experiment_name(cfg.model, cfg.experiment))
+    make_storage(cfg.storage, cfg.heartbeat_interval, cfg.grace_period).engine.dispose()
 
 
 def build_space(cfg: SweepConfig, ctx: SpaceContext) -> dict:
