@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 import typer
 
@@ -24,7 +26,7 @@ from ecg_sweep.cli import (
     train_cmd,
     ui_cmd,
 )
-from ecg_sweep.errors import EcgSweepError
+from ecg_sweep.errors import EcgSweepError, Terminated
 from ecg_sweep.tracking.client import mask_url
 
 app = typer.Typer(
@@ -87,8 +89,17 @@ def _root(
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
+def _on_sigterm(signum, frame) -> None:
+    # Once: a second SIGTERM must not break the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    """Console-script entry point: user errors become one line on stderr and exit code 2;
+    SIGTERM is handled like Ctrl-C (one line, exit 143)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app(args=argv, prog_name="ecg-sweep")
     except EcgSweepError as e:
@@ -97,12 +108,27 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(e.exit_code)
         print(mask_url(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+    except SystemExit as e:
+        # Typer turns Ctrl-C into a silent exit 130: find the interrupt behind it.
+        cause = e.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        _interrupted(cause)
     except Exception:  # a bug: its traceback is wanted, but never a password it quotes
         _print_traceback()
         sys.exit(1)
+
+
+def _interrupted(e: KeyboardInterrupt) -> None:
+    if isinstance(e, Terminated):
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(Terminated.exit_code)
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def _print_traceback() -> None:

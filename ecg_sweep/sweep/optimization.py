@@ -17,14 +17,13 @@ from optuna.trial import TrialState
 from ecg_sweep.config import TRAIN_FIELDS, SweepConfig
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import resolve_device
-from ecg_sweep.errors import ConfigError, StorageError
+from ecg_sweep.errors import ConfigError, StorageError, Terminated
 from ecg_sweep.models import SpaceContext, get_model_spec, load_checkpoint
 from ecg_sweep.models.space import apply_overrides, space_to_dict
 from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback, trial_train_config
 from ecg_sweep.sweep.runs import (
     RUN_ATTR,
     attach_study_run,
-    end_trial_run,
     log_study_summary,
     previous_best_runs,
 )
@@ -37,7 +36,13 @@ from ecg_sweep.sweep.study import (
     worker_token,
 )
 from ecg_sweep.tracking.client import Tracker, mask_url
-from ecg_sweep.tracking.contract import BEST_TAG, MODEL_URI_TAG, experiment_name
+from ecg_sweep.tracking.contract import (
+    BEST_TAG,
+    MODEL_URI_TAG,
+    STOP_REASON_TAG,
+    TRIAL_STATE_TAG,
+    experiment_name,
+)
 from ecg_sweep.tracking.model_store import download_checkpoint, load_teacher
 from ecg_sweep.tracking.training_run import evaluate_and_log
 
@@ -201,6 +206,9 @@ def optimize(
     if hasattr(reporter, "trial_finished"):
         callbacks.append(reporter.trial_finished)
     status = "FAILED"
+    quiet = _QuietInterrupt()
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
     try:
         study.optimize(
             objective,
@@ -212,11 +220,13 @@ def optimize(
             gc_after_trial=True,
         )
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         status = "KILLED"
-        _close_interrupted(tracker, study)
+        why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user"
+        _close_interrupted(tracker, study, why)
         raise
     finally:
+        optuna_log.removeFilter(quiet)
         if status != "FINISHED":
             tracker.end_run(study_run_id, status)
     outcome = finalize(cfg, study, tracker, study_run_id, data, dev)
@@ -224,15 +234,36 @@ def optimize(
     return outcome
 
 
-def _close_interrupted(tracker: Tracker, study: optuna.Study) -> None:
-    """Ctrl-C: Optuna fails the running trial; end its MLflow run too."""
+class _QuietInterrupt(logging.Filter):
+    """Ctrl-C / SIGTERM: the CLI says so in one line; drop Optuna's "Trial N failed ...
+    KeyboardInterrupt" traceback and the "failed with value None" line that follows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KeyboardInterrupt):
+            self.dropping = True
+            return False
+        if self.dropping and "failed with value" in record.getMessage():
+            self.dropping = False
+            return False
+        return True
+
+
+def _close_interrupted(tracker: Tracker, study: optuna.Study, why: str) -> None:
+    """Ctrl-C or SIGTERM: Optuna fails the running trial; its MLflow run ends KILLED (the
+    trial-state tag says FAIL, as in Optuna), with the reason."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
         run_id = t.user_attrs.get(RUN_ATTR)
         if not run_id:
             continue
         try:
             if tracker.get_run(run_id).info.status == "RUNNING":
-                end_trial_run(tracker, run_id, "FAIL", "interrupted by the user")
+                tracker.set_tags(run_id, {TRIAL_STATE_TAG: "FAIL", STOP_REASON_TAG: why})
+                tracker.end_run(run_id, "KILLED")
         except Exception:
             pass
 
