@@ -409,3 +409,34 @@ def test_pickled_models_are_not_unpickled_for_their_weights(small_data, tmp_path
         ).model_uri
     with pytest.raises(ConfigError, match="weights are pickled"):
         load_logged_weights(uri, tmp_path / "dl")
+
+
+def test_two_compressions_of_one_run_at_once_are_refused(tmp_path, monkeypatch):
+    """While one process compresses a run (its store lock held, or on a store without locks its
+    compress-* runs RUNNING), a second one refuses in one line and starts no runs."""
+    import contextlib
+
+    import ecg_sweep.compression.compress as compress_mod
+    from ecg_sweep.tracking.client import try_store_lock
+    from ecg_sweep.tracking.contract import KIND_COMPRESSION, METHOD_TAG, PARENT_TAG
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    run_id = tracker.start_run("trial-0000", tags={KIND_TAG: "trial"})
+    tracker.end_run(run_id)
+    with try_store_lock(tracker.uri, f"ecg-sweep:compress:{run_id}") as held:
+        assert held is True
+        with pytest.raises(ConfigError, match=f"run {run_id} is being compressed by another"):
+            compress_run(tracker, run_id, None, CompressConfig(**FAST))
+    assert _children(tracker, run_id) == {}
+    # A store without locks (an HTTP server): a RUNNING compress-* run of the trial refuses too.
+    tracker.start_run(
+        "compress-fp32",
+        tags={KIND_TAG: KIND_COMPRESSION, PARENT_TAG: run_id, METHOD_TAG: "fp32"},
+        parent_run_id=run_id,
+    )
+    monkeypatch.setattr(
+        compress_mod, "try_store_lock", lambda uri, key: contextlib.nullcontext(None)
+    )
+    with pytest.raises(ConfigError, match="being compressed"):
+        compress_run(tracker, run_id, None, CompressConfig(**FAST))
+    assert len(_children(tracker, run_id)) == 1

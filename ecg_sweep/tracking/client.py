@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ecg_sweep._locks import file_lock
+from ecg_sweep._locks import file_lock, try_file_lock
 from ecg_sweep.errors import TrackingError
 from ecg_sweep.tracking.contract import (
     DATASET_CONTEXT_TAG,
@@ -37,6 +37,7 @@ __all__ = [
     "Tracker",
     "mask_url",
     "resolve_tracking_uri",
+    "try_store_lock",
     "use_store",
 ]
 
@@ -63,6 +64,45 @@ def _sqlite_init_lock(uri: str):
         return contextlib.nullcontext()
     db = Path(uri[len("sqlite:///") :])
     return file_lock(db.with_name(db.name + ".init.lock"))
+
+
+@contextlib.contextmanager
+def try_store_lock(uri: str, key: str) -> Iterator[bool | None]:
+    """A cross-process lock named ``key`` on the tracking store ``uri``, taken only if free.
+
+    Yields True (held for the ``with`` block), False (another process holds it) or None (the
+    store offers no lock: an HTTP server). sqlite: an flock on a file in ``<db>.locks/`` beside
+    the database; PostgreSQL: a session advisory lock (``pg_try_advisory_lock``).
+    """
+    import hashlib
+
+    digest = hashlib.sha1(key.encode()).digest()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        folder = db.with_name(db.name + ".locks")
+        folder.mkdir(exist_ok=True)
+        with try_file_lock(folder / f"{digest.hex()[:16]}.lock") as held:
+            yield held
+        return
+    if uri.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                held = conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}
+                ).scalar()
+                try:
+                    yield bool(held)
+                finally:
+                    if held:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+        finally:
+            engine.dispose()
+        return
+    yield None
 
 
 def mask_url(text: str) -> str:
