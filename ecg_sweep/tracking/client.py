@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ecg_sweep._locks import file_lock, try_file_lock
-from ecg_sweep.errors import TrackingError
+from ecg_sweep.errors import LockTimeoutError, TrackingError
 from ecg_sweep.tracking.contract import (
     DATASET_CONTEXT_TAG,
     DATASET_CONTEXT_TRAINING,
@@ -37,6 +37,7 @@ __all__ = [
     "Tracker",
     "mask_url",
     "resolve_tracking_uri",
+    "store_lock",
     "try_store_lock",
     "use_store",
 ]
@@ -103,6 +104,26 @@ def try_store_lock(uri: str, key: str) -> Iterator[bool | None]:
             engine.dispose()
         return
     yield None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, key: str, what: str, timeout: float = 120.0) -> Iterator[bool | None]:
+    """:func:`try_store_lock`, waiting up to ``timeout`` seconds for it (``what`` names it in
+    the :class:`LockTimeoutError`); yields True, or None on a store that offers no lock."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        with try_store_lock(uri, key) as held:
+            if held is not False:
+                yield held
+                return
+        if time.monotonic() > deadline:
+            raise LockTimeoutError(
+                f"gave up after {timeout:g} s waiting for {what} on {mask_url(uri)}: another "
+                "ecg-sweep process holds it"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def mask_url(text: str) -> str:
