@@ -441,3 +441,50 @@ def test_signal_mid_trial_fails_the_trial_and_kills_its_runs(
     assert run.info.status == "KILLED" and run.data.tags["optuna.trial_state"] == "FAIL"
     (parent,), _ = runs_of(tracking)
     assert parent.info.status == "KILLED"
+
+
+def test_tracking_server_away_mid_trial_reason_in_optuna_run_closed_on_resume(
+    sweep_data, tmp_path, monkeypatch
+):
+    """MLflow fails mid-trial and cannot close the run: the trial FAILs with its reason kept in
+    Optuna; the next optimize of the study closes the run (FAILED, with that reason)."""
+    import ecg_sweep.sweep.objective as objective
+    from ecg_sweep.errors import TrackingError
+    from ecg_sweep.tracking.client import Tracker
+
+    def away(*a, **k):
+        raise TrackingError("tracking URI http://mlflow:5000: cannot reach the tracking store")
+
+    cfg = sweep_cfg(tmp_path, n_trials=1, max_epochs=1)
+    with monkeypatch.context() as m:
+        m.setattr(Tracker, "log_metrics", away)
+        m.setattr(objective, "end_trial_run", away)
+        with pytest.raises(TrackingError, match="cannot reach"):  # one line for the CLI
+            optimize(cfg, sweep_data)
+    study = optuna.load_study(study_name="s1", storage=cfg.storage)
+    (trial,) = study.trials
+    assert trial.state.name == "FAIL" and "cannot reach" in trial.user_attrs["fail_reason"]
+    client = MlflowClient(cfg.tracking_uri)
+    run_id = trial.user_attrs["mlflow_run_id"]
+    assert client.get_run(run_id).info.status == "RUNNING"
+    optimize(cfg, sweep_data)  # the resume
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
+    assert "cannot reach" in run.data.tags["ecg_sweep.stop_reason"]
+
+
+def test_mlflow_http_retries_are_bounded_during_a_study_unless_set(monkeypatch):
+    from ecg_sweep.tracking.client import STUDY_HTTP_RETRIES, bounded_http_retries
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # the user's own setting wins
+    with bounded_http_retries():
+        from mlflow.environment_variables import (
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+            MLFLOW_HTTP_REQUEST_TIMEOUT,
+        )
+
+        retries = int(STUDY_HTTP_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == retries < 7  # MLflow's default is 7
+        assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ

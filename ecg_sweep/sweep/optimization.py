@@ -24,6 +24,7 @@ from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback,
 from ecg_sweep.sweep.runs import (
     RUN_ATTR,
     attach_study_run,
+    close_finished_trial_runs,
     log_study_summary,
     previous_best_runs,
 )
@@ -35,7 +36,7 @@ from ecg_sweep.sweep.study import (
     study_lock,
     worker_token,
 )
-from ecg_sweep.tracking.client import Tracker, mask_url
+from ecg_sweep.tracking.client import Tracker, bounded_http_retries, mask_url
 from ecg_sweep.tracking.contract import (
     BEST_TAG,
     MODEL_URI_TAG,
@@ -103,8 +104,18 @@ def optimize(
     """Run ``cfg.n_trials`` trials of the study ``cfg.resolved_study_name`` and log them to MLflow.
 
     Creates or resumes the study; every trial is a nested MLflow run under the study run; at the
-    end the best trial is evaluated once on the test fold and its model logged.
+    end the best trial is evaluated once on the test fold and its model logged. MLflow's HTTP
+    retries are bounded meanwhile (:data:`~ecg_sweep.tracking.client.STUDY_HTTP_RETRIES`,
+    unless the environment sets them), and a resume closes the runs that trials finished
+    while the server was away left RUNNING.
     """
+    with bounded_http_retries():
+        return _optimize(cfg, data, device, reporter)
+
+
+def _optimize(
+    cfg: SweepConfig, data: PreparedData, device: str, reporter: Reporter | None
+) -> SweepOutcome:
     reporter = reporter or Reporter()
     spec = get_model_spec(cfg.model)
     # Names first: a typo must fail before any storage, tracking or training is touched.
@@ -169,6 +180,8 @@ def optimize(
                 f"not {cfg.model!r}; pick another study name"
             )
         study_run_id, created = attach_study_run(tracker, study, study_params, space_dict)
+        if not created and (n := close_finished_trial_runs(tracker, study, study_run_id)):
+            log.info("closed %d trial run(s) left RUNNING by finished trials", n)
         tracker.log_dataset(study_run_id, data)
         first_worker = created and not study.trials
         if first_worker or _SPACE_ATTR not in study.user_attrs:

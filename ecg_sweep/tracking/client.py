@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # data sits below tracking; only its fields are read here
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "STUDY_HTTP_RETRIES",
     "Tracker",
+    "bounded_http_retries",
     "mask_url",
     "resolve_tracking_uri",
     "store_lock",
@@ -124,6 +126,30 @@ def store_lock(uri: str, key: str, what: str, timeout: float = 120.0) -> Iterato
             )
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+# MLflow's HTTP client retries 7 times with backoff 2 and waits 120 s per request by default:
+# about 4 minutes per call while a server is away, for every call of every trial. During a
+# study these bounds apply instead, unless the user set the variables (then theirs win).
+STUDY_HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+@contextlib.contextmanager
+def bounded_http_retries(bounds: Mapping[str, str] = STUDY_HTTP_RETRIES) -> Iterator[None]:
+    """Apply ``bounds`` (MLflow's HTTP retry variables) for the block where the environment
+    does not set them already; the environment is restored afterwards."""
+    added = [k for k in bounds if k not in os.environ]
+    for k in added:
+        os.environ[k] = bounds[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def mask_url(text: str) -> str:
