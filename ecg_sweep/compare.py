@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ecg_sweep.errors import ConfigError
-from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.client import Tracker, mask_url
 from ecg_sweep.tracking.contract import (
     BEST_RUN_ID_TAG,
     EXPERIMENT_PREFIX,
@@ -102,7 +102,7 @@ def leaderboard(
         for name in experiments:
             e = client.get_experiment_by_name(name)
             if e is None:
-                raise ConfigError(f"--experiment {name!r} not found in {probe.uri}")
+                raise ConfigError(f"--experiment {name!r} not found in {mask_url(probe.uri)}")
             exps.append(e)
     else:
         exps = [e for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)]
@@ -293,8 +293,6 @@ def html_report(rows: list[LeaderboardRow], fig, tracking_uri: str | None = None
     """The leaderboard as one self-contained HTML page: escaped text, the AUROC-vs-latency
     figure embedded as a PNG data URI, no script, no external stylesheet or font."""
     import datetime
-
-    from ecg_sweep.tracking.client import mask_url
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130)

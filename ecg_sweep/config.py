@@ -122,6 +122,7 @@ class SweepConfig:
     search_space: tuple[tuple[str, object], ...] = ()  # overrides from --search-space
     search_space_file: str | None = None
     teacher: str | None = None
+    trust_pickle: bool = False  # load a teacher that only unpickles (runs the store's code)
     preset: str | None = None
     fixed: tuple[tuple[str, object], ...] = ()  # --set key=value (not searched)
     heartbeat_interval: int = 30

@@ -14,6 +14,7 @@ __all__ = [
     "TrackingError",
     "StorageError",
     "LockTimeoutError",
+    "Terminated",
     "clip",
 ]
 
@@ -58,3 +59,10 @@ class StorageError(EcgSweepError):
 
 class LockTimeoutError(EcgSweepError):
     """Waiting for an inter-process lock (the signal cache, a store's setup) took too long."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI's handler: a KeyboardInterrupt, so every
+    Ctrl-C path (Optuna failing the running trial, runs ended KILLED) handles it the same way."""
+
+    exit_code = 143  # 128 + SIGTERM

@@ -342,3 +342,68 @@ def test_debug_shows_the_traceback_that_users_do_not_see(tmp_path):
     assert "Traceback" not in plain.stderr and len(plain.stderr.strip().splitlines()) == 1
     assert "Traceback (most recent call last)" in debug.stderr
     assert plain.stderr.strip().splitlines()[-1] in debug.stderr
+
+
+# --- passwords never printed ----------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_compress_unreachable_server_fails_fast_in_one_masked_line():
+    uri = f"http://ann:s3cr@t@127.0.0.1:{_closed_port()}/"
+    t0 = time.monotonic()
+    r = run_cli("compress", "--run-id", "0123abcd", "--tracking-uri", uri)
+    assert r.returncode == 2, r.stderr
+    assert time.monotonic() - t0 < 60  # MLflow's own retries took minutes
+    assert r.stderr.count("\n") == 1 and "ann:***@127.0.0.1" in r.stderr
+    assert "s3cr" not in r.stderr + r.stdout
+
+
+def test_store_errors_mask_query_passwords_and_passwords_with_at():
+    uri = "postgresql://ann:p@ss:w0rd@127.0.0.1:9/mlflow?password=qq"
+    r = run_cli("compare", "--tracking-uri", uri)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "w0rd" not in r.stderr + r.stdout and "=qq" not in r.stderr + r.stdout
+    assert "postgresql://ann:***@127.0.0.1:9/mlflow?password=***" in r.stderr
+
+
+def test_ui_masks_the_uri_and_keeps_it_out_of_argv(monkeypatch, capsys):
+    import typer
+
+    from ecg_sweep.cli import ui_cmd
+
+    calls = {}
+
+    def fake_call(cmd, env):
+        calls.update(cmd=cmd, env=env)
+        return 0
+
+    monkeypatch.setattr(ui_cmd.subprocess, "call", fake_call)
+    uri = "postgresql://ann:s3cret@db:5432/mlflow"
+    with pytest.raises(typer.Exit):
+        ui_cmd.ui_cmd(uri, 5999)
+    printed = "".join(capsys.readouterr())
+    assert "ann:***@db:5432" in printed and "s3cret" not in printed
+    assert not any("s3cret" in a for a in calls["cmd"])
+    assert calls["env"]["MLFLOW_BACKEND_STORE_URI"] == uri
+
+
+def test_optimize_checks_the_stores_before_the_data(tmp_path):
+    """An unreachable tracking server or storage is reported before any data is read (the data
+    folder here does not even exist)."""
+    base = ("optimize", "--model", "vit", "--data-dir", str(tmp_path / "no-data"))
+    r = run_cli(*base, "--tracking-uri", f"http://127.0.0.1:{_closed_port()}/", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "cannot reach the server" in r.stderr
+    r = run_cli(
+        *base,
+        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--storage", "postgresql://ann:s3cret@127.0.0.1:9/optuna",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--storage postgresql://ann:***@127.0.0.1:9/optuna: cannot open" in r.stderr

@@ -114,3 +114,22 @@ def test_html_report_is_self_contained_and_readable_in_chromium(sweep_data, tmp_
     assert "test AUROC [95% CI]" in header and "int8 method" in header
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000
+
+
+def test_html_report_escapes_names_tags_and_params(tmp_path):
+    """A study named like markup (or a tag, a run id, a URL) is text in the report, never HTML."""
+    from ecg_sweep.compare import LeaderboardRow, write_report
+
+    evil = "<img src=x onerror=alert(1)>"
+    row = LeaderboardRow(
+        experiment=evil, model=evil, study=evil, trials=1, best_val_macro_auc=0.9,
+        test_macro_auc=0.9, test_macro_auc_ci_low=0.8, test_macro_auc_ci_high=0.95,
+        test_macro_f1=0.7, n_params=1e6, fp32_size_mb=4.0, fp32_latency_ms=2.0,
+        int8_method=f"quant'\"{evil}", int8_size_mb=1.0, int8_latency_ms=1.0,
+        int8_test_macro_auc=0.89, wall_minutes=1.0, study_run_id=evil,
+    )  # fmt: skip
+    (path,) = write_report([row], tmp_path / "report.html", f"http://u:pw@h/{evil}")
+    page = path.read_text()
+    assert "<img src=x" not in page and "onerror=alert(1)>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<img ") == 1  # the embedded plot, nothing else

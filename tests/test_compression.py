@@ -210,7 +210,12 @@ def test_logged_artifacts_load_back_and_predict_like_in_memory(vit_outcome, smal
     x, y = small_data.test.x, small_data.test.y
     fp32 = predict_proba(report.modules["fp32"], x, amp=False)
     for r in report.rows:
-        loaded, info = load_model(r.model_uri)
+        # Not rebuildable from metadata: loading runs code from the store, so only on trust.
+        needs_trust = r.format == "torchscript" or r.method == "prune_structured"
+        if needs_trust:
+            with pytest.raises(ConfigError, match="--trust-pickle"):
+                load_model(r.model_uri)
+        loaded, info = load_model(r.model_uri, trust_pickle=needs_trust)
         assert info.thresholds is not None and len(info.thresholds) == len(info.classes)
         assert info.extra["compression"] == r.method
         if r.format == "onnx":
@@ -413,13 +418,53 @@ def test_compress_a_train_run_and_a_registered_model(small_data, tmp_path, capsy
 
 
 def test_pickled_models_are_not_unpickled_for_their_weights(small_data, tmp_path):
-    from ecg_sweep.tracking.model_store import load_logged_weights, log_model
+    """A pickle-only model (logged by another tool: no weights-only state dict beside it)."""
+    import mlflow
 
-    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    from ecg_sweep.models import INFO_KEY
+    from ecg_sweep.tracking.client import use_store
+    from ecg_sweep.tracking.model_store import load_logged_weights
+
+    use_store(f"sqlite:///{tmp_path}/mlflow.db")
     info = model_info("vit", get_model_spec("vit").params("tiny"), small_data)
-    run_id = tracker.start_run("r")
-    uri = log_model(
-        tracker, run_id, build_model(info).eval(), info, small_data.test.x[:2], "pickle"
-    )
+    with mlflow.start_run():
+        uri = mlflow.pytorch.log_model(
+            build_model(info).eval(),
+            name="model",
+            serialization_format="pickle",
+            metadata={INFO_KEY: info.as_dict()},
+            pip_requirements=["torch"],
+        ).model_uri
     with pytest.raises(ConfigError, match="weights are pickled"):
         load_logged_weights(uri, tmp_path / "dl")
+
+
+def test_two_compressions_of_one_run_at_once_are_refused(tmp_path, monkeypatch):
+    """While one process compresses a run (its store lock held, or on a store without locks its
+    compress-* runs RUNNING), a second one refuses in one line and starts no runs."""
+    import contextlib
+
+    import ecg_sweep.compression.compress as compress_mod
+    from ecg_sweep.tracking.client import try_store_lock
+    from ecg_sweep.tracking.contract import KIND_COMPRESSION, METHOD_TAG, PARENT_TAG
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    run_id = tracker.start_run("trial-0000", tags={KIND_TAG: "trial"})
+    tracker.end_run(run_id)
+    with try_store_lock(tracker.uri, f"ecg-sweep:compress:{run_id}") as held:
+        assert held is True
+        with pytest.raises(ConfigError, match=f"run {run_id} is being compressed by another"):
+            compress_run(tracker, run_id, None, CompressConfig(**FAST))
+    assert _children(tracker, run_id) == {}
+    # A store without locks (an HTTP server): a RUNNING compress-* run of the trial refuses too.
+    tracker.start_run(
+        "compress-fp32",
+        tags={KIND_TAG: KIND_COMPRESSION, PARENT_TAG: run_id, METHOD_TAG: "fp32"},
+        parent_run_id=run_id,
+    )
+    monkeypatch.setattr(
+        compress_mod, "try_store_lock", lambda uri, key: contextlib.nullcontext(None)
+    )
+    with pytest.raises(ConfigError, match="being compressed"):
+        compress_run(tracker, run_id, None, CompressConfig(**FAST))
+    assert len(_children(tracker, run_id)) == 1

@@ -418,3 +418,64 @@ def test_team_stack_postgres_server_two_workers_compress_register_predict(
         assert sorted(p.name for p in pdir.iterdir()) == ["p.csv"]  # no local store created
     finally:
         stop_server(server)
+
+
+# --- promotions that race -----------------------------------------------------------------------
+
+
+def _three_versions(tmp_path) -> tuple[Tracker, MlflowClient]:
+    """ecg-vit versions 1, 2, 3 (test AUROC 0.7, 0.8, 0.9, one fold), version 1 champion."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "ecg-vit")
+    client = MlflowClient(uri, uri)
+    client.create_registered_model("ecg-vit")
+    for auc in (0.7, 0.8, 0.9):
+        client.create_model_version(
+            "ecg-vit",
+            source=str(tmp_path),
+            tags={"test_macro_auc": str(auc), "ecg_sweep.fold_fingerprint": "f"},
+        )
+    client.set_registered_model_alias("ecg-vit", "champion", "1")
+    return tracker, client
+
+
+def test_promote_rechecks_the_champion_before_moving_the_alias(tmp_path, monkeypatch):
+    """Another promotion moves the champion to version 3 after this one's gate compared version 2
+    against version 1: this one must not then replace the better champion."""
+    import ecg_sweep.registry.versions as versions
+
+    tracker, client = _three_versions(tmp_path)
+    real = versions._alias_version
+    calls = []
+
+    def racing(c, name, alias):
+        mv = real(c, name, alias)
+        if alias == "champion" and not calls:
+            calls.append(alias)
+            client.set_registered_model_alias("ecg-vit", "champion", "3")  # the other promoter
+        return mv
+
+    monkeypatch.setattr(versions, "_alias_version", racing)
+    with pytest.raises(ConfigError, match="the champion changed to version 3"):
+        promote(tracker, "vit", "2")
+    assert str(client.get_model_version_by_alias("ecg-vit", "champion").version) == "3"
+
+
+def test_promotions_of_one_model_take_turns(tmp_path):
+    """While one promotion holds the model's lock, another waits for it (then gates against
+    the champion the first one left)."""
+    import threading
+
+    from ecg_sweep.tracking.client import try_store_lock
+
+    tracker, client = _three_versions(tmp_path)
+    result = {}
+    with try_store_lock(tracker.uri, "ecg-sweep:promote:ecg-vit") as held:
+        assert held is True
+        t = threading.Thread(target=lambda: result.update(promote(tracker, "vit", "3")))
+        t.start()
+        t.join(1.5)
+        assert t.is_alive() and not result  # waiting for the lock
+        client.set_registered_model_alias("ecg-vit", "champion", "2")  # the holder's promotion
+    t.join(30)
+    assert result["version"] == "3" and result["previous"] == "2"

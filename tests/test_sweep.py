@@ -415,3 +415,104 @@ def test_workers_opening_a_fresh_postgres_storage_at_once(pg_database):
     errors = [p.communicate(timeout=600)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), [e[-500:] for e in errors if e]
     assert optuna.get_all_study_names(url) == []  # a usable, empty storage
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "code", "line"),
+    [
+        (signal.SIGTERM, 143, "error: terminated (SIGTERM)"),
+        (signal.SIGINT, 130, "error: interrupted"),
+    ],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_signal_mid_trial_fails_the_trial_and_kills_its_runs(
+    synth_sweep, tmp_path, sig, code, line
+):
+    """SIGTERM behaves like Ctrl-C: the running trial FAILs in Optuna, its run and the study
+    run end KILLED (not RUNNING until a resume), and the command says so in one line."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    p = _optimize_proc(
+        synth_sweep, tmp_path / "cache", tmp_path, storage, tracking, 3,
+        ("--pruner", "none", "--max-epochs", "50"),
+    )  # fmt: skip
+    deadline = time.time() + 300
+    running = None
+    while time.time() < deadline and running is None:
+        try:
+            study = optuna.load_study(study_name="shared", storage=storage)
+            running = next(
+                (
+                    t
+                    for t in study.trials
+                    if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+                ),
+                None,
+            )
+        except Exception:
+            pass
+        time.sleep(0.5)
+    if running is None:
+        p.kill()
+        pytest.fail(f"never saw a running trial: {p.communicate()[0][-3000:]}")
+    time.sleep(1)  # inside fit()
+    p.send_signal(sig)
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == code, out
+    assert out.rstrip().splitlines()[-1] == line and "Traceback" not in out, out
+    assert "KeyboardInterrupt" not in out and "Terminated" not in out, out
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert study.trials[running.number].state.name == "FAIL"
+    client = MlflowClient(tracking)
+    run = client.get_run(running.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["optuna.trial_state"] == "FAIL"
+    (parent,), _ = runs_of(tracking)
+    assert parent.info.status == "KILLED"
+
+
+def test_tracking_server_away_mid_trial_reason_in_optuna_run_closed_on_resume(
+    sweep_data, tmp_path, monkeypatch
+):
+    """MLflow fails mid-trial and cannot close the run: the trial FAILs with its reason kept in
+    Optuna; the next optimize of the study closes the run (FAILED, with that reason)."""
+    import ecg_sweep.sweep.objective as objective
+    from ecg_sweep.errors import TrackingError
+    from ecg_sweep.tracking.client import Tracker
+
+    def away(*a, **k):
+        raise TrackingError("tracking URI http://mlflow:5000: cannot reach the tracking store")
+
+    cfg = sweep_cfg(tmp_path, n_trials=1, max_epochs=1)
+    with monkeypatch.context() as m:
+        m.setattr(Tracker, "log_metrics", away)
+        m.setattr(objective, "end_trial_run", away)
+        with pytest.raises(TrackingError, match="cannot reach"):  # one line for the CLI
+            optimize(cfg, sweep_data)
+    study = optuna.load_study(study_name="s1", storage=cfg.storage)
+    (trial,) = study.trials
+    assert trial.state.name == "FAIL" and "cannot reach" in trial.user_attrs["fail_reason"]
+    client = MlflowClient(cfg.tracking_uri)
+    run_id = trial.user_attrs["mlflow_run_id"]
+    assert client.get_run(run_id).info.status == "RUNNING"
+    optimize(cfg, sweep_data)  # the resume
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["optuna.trial_state"] == "FAIL"
+    assert "cannot reach" in run.data.tags["ecg_sweep.stop_reason"]
+
+
+def test_mlflow_http_retries_are_bounded_during_a_study_unless_set(monkeypatch):
+    from ecg_sweep.tracking.client import STUDY_HTTP_RETRIES, bounded_http_retries
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # the user's own setting wins
+    with bounded_http_retries():
+        from mlflow.environment_variables import (
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+            MLFLOW_HTTP_REQUEST_TIMEOUT,
+        )
+
+        retries = int(STUDY_HTTP_RETRIES["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+        assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == retries < 7  # MLflow's default is 7
+        assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ

@@ -22,6 +22,7 @@ from ecg_sweep.tracking.contract import (
     trial_run_name,
 )
 from ecg_sweep.tracking.model_store import load_model, load_teacher, log_model, log_thresholds
+from tests.conftest import run_cli
 
 
 def test_mask_url_hides_passwords_only():
@@ -187,3 +188,87 @@ def test_train_run_params_and_dataset(sweep_data, tmp_path):
     p = run.data.params
     assert (p["device"], p["amp"], p["channels_last"]) == ("cpu", "False", "False")
     assert not any(k.startswith("system/") for k in run.data.metrics)  # not asked for
+
+
+# --- no code from the model store ---------------------------------------------------------------
+
+
+class _Payload(torch.nn.Module):
+    """A module whose unpickling runs code: it writes ``marker`` and then yields a working
+    (B, 12, T) -> (B, C) module, as an attacker's champion would."""
+
+    def __init__(self, marker: Path, n_in: int, n_out: int):
+        super().__init__()
+        self.expr = (
+            f"(open({str(marker)!r}, 'w').write('ran'), __import__('torch').nn.Sequential("
+            f"__import__('torch').nn.Flatten(), __import__('torch').nn.Linear({n_in}, {n_out})))[1]"
+        )
+
+    def __reduce_ex__(self, protocol):
+        return (eval, (self.expr,))
+
+
+def test_pickled_model_in_the_store_is_refused_unless_trusted(tiny_vit, tmp_path):
+    """`predict` on a pickle-format champion refuses it in one line and runs nothing;
+    --trust-pickle loads it (and so runs its code: that is what trust means)."""
+    import mlflow
+
+    from ecg_sweep.models import INFO_KEY
+
+    _, data = tiny_vit
+    info = model_info("vit", get_model_spec("vit").presets["tiny"], data)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    use_store(uri)
+    marker = tmp_path / "pwned"
+    evil = _Payload(marker, data.n_leads * data.n_samples, len(data.classes))
+    with mlflow.start_run():
+        model_uri = mlflow.pytorch.log_model(
+            evil,
+            name="model",
+            serialization_format="pickle",
+            metadata={INFO_KEY: info.as_dict()},
+            pip_requirements=["torch"],
+        ).model_uri
+    assert not marker.exists()
+    record = str(next((data.root / "records100").rglob("*.hea")).with_suffix(""))
+    args = ("predict", "--model-uri", model_uri, record, "--tracking-uri", uri)
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert not marker.exists()
+    line = r.stderr.strip()
+    assert "\n" not in line and model_uri in line and "--trust-pickle" in line, r.stderr
+    r = run_cli(*args, "--trust-pickle")
+    assert r.returncode == 0, r.stderr
+    assert marker.read_text() == "ran"
+
+
+def test_logged_torch_models_load_without_unpickling(tiny_vit, tmp_path, monkeypatch):
+    """What ecg-sweep logs (pt2 or pickle) loads back from its weights-only state dict."""
+    import mlflow
+
+    model, data = tiny_vit
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-vit")
+    uris = [
+        log_model(tracker, tracker.start_run(f"r{i}"), model, model.info, data.test.x[:2], fmt)
+        for i, fmt in enumerate(("auto", "pickle"))
+    ]
+
+    def no_unpickling(*a, **k):
+        raise AssertionError("mlflow.pytorch.load_model was called")
+
+    monkeypatch.setattr(mlflow.pytorch, "load_model", no_unpickling)
+    x = torch.from_numpy(np.ascontiguousarray(data.test.x[:4], dtype=np.float32))
+    for uri in uris:
+        loaded, _ = load_model(uri)
+        with torch.no_grad():
+            np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_mask_url_hides_query_passwords_and_passwords_with_at():
+    masked = mask_url("tracking URI postgresql://ann:p@ss:w0rd@db:5432/x?password=qq: refused")
+    assert masked == "tracking URI postgresql://ann:***@db:5432/x?password=***: refused"
+    assert mask_url("http://db/x?user=a&PassWord=s3&sslmode=require") == (
+        "http://db/x?user=a&PassWord=***&sslmode=require"
+    )
+    assert mask_url("https://mlflow/?token=abc") == "https://mlflow/?token=***"
+    assert mask_url("sqlite:///data@home/mlflow.db") == "sqlite:///data@home/mlflow.db"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 import typer
 
@@ -24,7 +26,8 @@ from ecg_sweep.cli import (
     train_cmd,
     ui_cmd,
 )
-from ecg_sweep.errors import EcgSweepError
+from ecg_sweep.errors import EcgSweepError, Terminated
+from ecg_sweep.tracking.client import mask_url
 
 app = typer.Typer(
     help="Optuna sweeps with MLflow tracking for deep-learning ECG diagnosis on PTB-XL.",
@@ -44,6 +47,13 @@ app.command("ui")(ui_cmd.ui_cmd)
 app.command("dashboard")(dashboard_cmd.dashboard_cmd)
 
 _state = {"debug": False}
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Log lines (and the tracebacks they carry) with every URL password masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_url(super().format(record))
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -69,7 +79,7 @@ def _root(
     _state["debug"] = debug
     handler = _CurrentStderrHandler()
     handler.setFormatter(
-        logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s")
+        _MaskingFormatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s")
     )
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     for noisy in ("alembic", "urllib3", "git", "matplotlib", "PIL", "numexpr", "mlflow", "httpx"):
@@ -79,18 +89,52 @@ def _root(
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
+def _on_sigterm(signum, frame) -> None:
+    # Once: a second SIGTERM must not break the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line on stderr and exit code 2."""
+    """Console-script entry point: user errors become one line on stderr and exit code 2;
+    SIGTERM is handled like Ctrl-C (one line, exit 143)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app(args=argv, prog_name="ecg-sweep")
     except EcgSweepError as e:
         if _state["debug"] or os.environ.get("ECG_SWEEP_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
+            _print_traceback()
+            sys.exit(e.exit_code)
+        print(mask_url(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+    except SystemExit as e:
+        # Typer turns Ctrl-C into a silent exit 130: find the interrupt behind it.
+        cause = e.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        _interrupted(cause)
+    except Exception:  # a bug: its traceback is wanted, but never a password it quotes
+        _print_traceback()
+        sys.exit(1)
+
+
+def _interrupted(e: KeyboardInterrupt) -> None:
+    if isinstance(e, Terminated):
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(Terminated.exit_code)
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    print(mask_url(traceback.format_exc()), file=sys.stderr, end="")
 
 
 if __name__ == "__main__":

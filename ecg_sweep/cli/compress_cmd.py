@@ -59,6 +59,7 @@ def resolve_target(
         )
     uri = resolve_tracking_uri(tracking_uri)
     probe = Tracker(uri, experiment or "Default", check=False)  # no experiment is created
+    probe.check_reachable()  # MLflow's client would retry an unreachable server for minutes
     client: MlflowClient = probe.client
     if model_uri:
         run_id = _model_source_run(model_uri, uri)
@@ -68,7 +69,9 @@ def resolve_target(
         if experiment:
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
-                raise ConfigError(f"--experiment {experiment!r}: no such experiment at {uri}")
+                raise ConfigError(
+                    f"--experiment {experiment!r}: no such experiment at {mask_url(uri)}"
+                )
             exp_ids = [exp.experiment_id]
         else:
             exp_ids = [e.experiment_id for e in client.search_experiments()]

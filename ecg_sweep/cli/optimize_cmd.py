@@ -39,6 +39,7 @@ from ecg_sweep.cli.options import (
     Task,
     Teacher,
     TrackingUri,
+    TrustPickle,
 )
 
 __all__ = ["optimize_cmd"]
@@ -154,6 +155,7 @@ def optimize_cmd(
         typer.Option("--trial-timeout", help="Seconds a trial may train before it is stopped."),
     ] = None,
     teacher: Teacher = None,
+    trust_pickle: TrustPickle = False,
     heartbeat_interval: Annotated[
         int, typer.Option("--heartbeat-interval", help="Seconds between trial heartbeats.")
     ] = 30,
@@ -200,7 +202,7 @@ def optimize_cmd(
     from ecg_sweep.errors import ConfigError
     from ecg_sweep.models import get_model_spec, list_models
     from ecg_sweep.models.space import load_space_file, select_model_section
-    from ecg_sweep.sweep import make_pruner, make_sampler, optimize, study_summary
+    from ecg_sweep.sweep import check_stores, make_pruner, make_sampler, optimize, study_summary
     from ecg_sweep.sweep.study import DEFAULT_STORAGE
     from ecg_sweep.tracking.client import mask_url
     from ecg_sweep.tracking.contract import experiment_name
@@ -238,6 +240,7 @@ def optimize_cmd(
         search_space=overrides,
         search_space_file=str(search_space) if search_space else None,
         teacher=teacher,
+        trust_pickle=trust_pickle,
         preset=preset,
         fixed=fixed,
         heartbeat_interval=heartbeat_interval,
@@ -252,6 +255,7 @@ def optimize_cmd(
     make_sampler(sampler, seed)  # unknown names fail before any data is read
     make_pruner(pruner, max_epochs)
     dev = resolve_device(device)
+    check_stores(cfg)  # an unreachable server fails before minutes of data preparation
     data = prepare_data(data_dir, cache_dir, sampling_rate, task, on_bad_record)
     console.print(
         f"study {cfg.resolved_study_name!r} on {mask_url(storage or DEFAULT_STORAGE)}, "

@@ -35,6 +35,7 @@ __all__ = [
     "Task",
     "Teacher",
     "TrackingUri",
+    "TrustPickle",
     "Workers",
 ]
 
@@ -81,6 +82,14 @@ Teacher = Annotated[
     typer.Option(
         "--teacher",
         help="DeiT teacher: a checkpoint path or an MLflow model URI (models:/ecg-M@champion).",
+    ),
+]
+TrustPickle = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="Load a model that only unpickles (or runs as TorchScript): that runs code stored "
+        "in the model. Only for stores whose every writer you trust.",
     ),
 ]
 Device = Annotated[

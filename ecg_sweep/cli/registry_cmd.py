@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ecg_sweep.cli._common import console, out
-from ecg_sweep.cli.options import MaxLatencyMs, TrackingUri
+from ecg_sweep.cli.options import MaxLatencyMs, TrackingUri, TrustPickle
 
 __all__ = ["predict_cmd", "promote_cmd"]
 
@@ -65,6 +65,7 @@ def predict_cmd(
         typer.Option("--output", help="Write predictions to FILE.csv or FILE.json."),
     ] = None,
     tracking_uri: TrackingUri = None,
+    trust_pickle: TrustPickle = False,
 ) -> None:
     """Per-class probabilities and predicted labels for WFDB records."""
 
@@ -78,7 +79,7 @@ def predict_cmd(
     if ":/" in model_uri:
         tracker = Tracker(tracking_uri, "Default")  # fails fast if the store is unreachable
         use_store(tracker.uri)
-    model, info = load_model(model_uri)
+    model, info = load_model(model_uri, trust_pickle)
     preds = predict_records(model, info, [str(r) for r in records])
     table = Table(
         title=f"{model_uri} ({info.model}, {info.sampling_rate} Hz)", title_justify="left"

@@ -24,6 +24,7 @@ from ecg_sweep.cli.options import (
     Task,
     Teacher,
     TrackingUri,
+    TrustPickle,
 )
 
 __all__ = ["models_cmd", "train_cmd"]
@@ -85,6 +86,7 @@ def train_cmd(
     preset: Preset = None,
     max_epochs: Annotated[int, typer.Option("--max-epochs", help="Upper bound on epochs.")] = 20,
     teacher: Teacher = None,
+    trust_pickle: TrustPickle = False,
     pretrained_weights: Annotated[
         Path | None,
         typer.Option(
@@ -112,7 +114,7 @@ def train_cmd(
     from ecg_sweep.config import split_params
     from ecg_sweep.engine import resolve_device
     from ecg_sweep.models import get_model_spec, make_train_config
-    from ecg_sweep.tracking.client import Tracker
+    from ecg_sweep.tracking.client import Tracker, mask_url
     from ecg_sweep.tracking.contract import experiment_name
     from ecg_sweep.tracking.training_run import train_and_log
 
@@ -133,6 +135,7 @@ def train_cmd(
             cfg,
             tracker,
             teacher=teacher,
+            trust_pickle=trust_pickle,
             pretrained_weights=pretrained_weights,
             checkpoint=checkpoint,
             system_metrics=system_metrics,
@@ -146,7 +149,8 @@ def train_cmd(
         f"({result.fit.train_samples_per_s:.0f} samples/s on {result.fit.device})"
     )
     out.print(
-        f"MLflow run {result.run_id} in experiment {tracker.experiment_name!r} ({tracker.uri})"
+        f"MLflow run {result.run_id} in experiment {tracker.experiment_name!r} "
+        f"({mask_url(tracker.uri)})"
     )
     if result.model_uri:
         out.print(f"model: {result.model_uri}")

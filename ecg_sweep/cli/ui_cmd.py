@@ -19,25 +19,23 @@ def ui_cmd(
     port: Port = 5000,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 for the local store (Ctrl-C stops it)."""
-    from ecg_sweep.tracking.client import resolve_tracking_uri
+    from ecg_sweep.tracking.client import mask_url, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    console.print(f"MLflow UI for {mask_url(uri)} at http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    # The store URI goes by environment, not argv: any user on the machine can read an argv.
+    env = {**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING", "MLFLOW_BACKEND_STORE_URI": uri}
     cmd = [
         sys.executable,
         "-m",
         "mlflow",
         "ui",
-        "--backend-store-uri",
-        uri,
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
     ]
     try:
-        raise typer.Exit(
-            subprocess.call(cmd, env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"})
-        )
+        raise typer.Exit(subprocess.call(cmd, env=env))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

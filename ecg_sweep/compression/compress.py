@@ -29,7 +29,7 @@ from ecg_sweep.engine import ProgressHook, predict_proba, resolve_device, seed_e
 from ecg_sweep.errors import ConfigError, TrackingError
 from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
 from ecg_sweep.models import ECGClassifier, ModelInfo, load_checkpoint, make_train_config
-from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.client import Tracker, try_store_lock
 from ecg_sweep.tracking.contract import (
     CHECKPOINT_ARTIFACT,
     COMPRESSION_METHODS_TAG,
@@ -336,6 +336,36 @@ def compress_run(
             f"run {best_run_id} is itself a compression run ({run.info.run_name}); pass the run "
             f"it compressed: {run.data.tags.get(PARENT_TAG, '?')}"
         )
+    # Two compressions of one run at once would time each other and leave two sets of
+    # compress-* runs: one at a time per run (a lock on the store, else a look for live runs).
+    with try_store_lock(tracker.uri, f"ecg-sweep:compress:{best_run_id}") as held:
+        if held is False or (held is None and _compressing(tracker, best_run_id)):
+            raise ConfigError(
+                f"run {best_run_id} is being compressed by another process; wait for it to "
+                "finish (its compress-* runs are RUNNING)"
+            )
+        return _compress_held(tracker, run, data, cfg, chosen, progress)
+
+
+def _compressing(tracker: Tracker, run_id: str) -> bool:
+    """Whether compression runs of ``run_id`` are RUNNING (stores without a lock)."""
+    return bool(
+        tracker.search_runs(
+            f"tags.`{PARENT_TAG}` = '{run_id}' and tags.`{KIND_TAG}` = '{KIND_COMPRESSION}' "
+            "and attributes.status = 'RUNNING'"
+        )
+    )
+
+
+def _compress_held(
+    tracker: Tracker,
+    run,
+    data: PreparedData,
+    cfg: CompressConfig,
+    chosen: list[Method],
+    progress: ProgressHook | None,
+) -> CompressionReport:
+    best_run_id = run.info.run_id
     with tempfile.TemporaryDirectory(prefix="ecg-sweep-compress-") as tmp:
         model = _load_trial_model(tracker, best_run_id, tmp)
         _check_data(model.info, data)

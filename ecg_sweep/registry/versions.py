@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecg_sweep.errors import ConfigError, TrackingError
-from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.client import Tracker, store_lock
 from ecg_sweep.tracking.contract import (
     CHALLENGER,
     CHAMPION,
@@ -207,9 +207,26 @@ def promote(
     test macro AUROC of the same test fold; record the previous champion in a tag.
 
     ``max_latency_ms``: refuse a version whose measured batch-1 latency exceeds it, or that was
-    never measured (``--force`` does not override a budget)."""
-    client = tracker.client
+    never measured (``--force`` does not override a budget).
+
+    Promotions of one registered model are serialized (a lock on the store), and the champion
+    is read again right before the alias moves: a promotion that raced another is refused
+    instead of replacing a champion its gate never compared against.
+    """
     name = registered_model_name(model)
+    with store_lock(tracker.uri, f"ecg-sweep:promote:{name}", f"the promotion lock of {name}"):
+        return _promote_held(tracker, model, name, version, force, max_latency_ms)
+
+
+def _promote_held(
+    tracker: Tracker,
+    model: str,
+    name: str,
+    version: str | None,
+    force: bool,
+    max_latency_ms: float | None,
+) -> dict:
+    client = tracker.client
     try:
         client.get_registered_model(name)
     except Exception:
@@ -261,6 +278,14 @@ def promote(
                     f"champion version {champion.version} ({old_auc:.4f}); not promoted "
                     f"(--force to promote anyway)"
                 )
+    # Re-read: on a store without a lock another promotion may have moved it since the gate.
+    now = _alias_version(client, name, CHAMPION)
+    if (now and now.version) != (champion and champion.version):
+        raise ConfigError(
+            f"{name}: the champion changed to version {now.version if now else 'none'} while "
+            f"version {mv.version} was being checked; run promote again"
+        )
+    if champion is not None:
         client.set_model_version_tag(name, mv.version, PREVIOUS_CHAMPION_TAG, str(champion.version))
     client.set_registered_model_alias(name, CHAMPION, mv.version)
     client.set_model_version_tag(name, mv.version, PROMOTED_FORCED_TAG, str(bool(force)).lower())

@@ -7,7 +7,13 @@
 """
 
 from ecg_sweep.sweep.objective import Reporter
-from ecg_sweep.sweep.optimization import SweepOutcome, build_space, optimize, study_summary
+from ecg_sweep.sweep.optimization import (
+    SweepOutcome,
+    build_space,
+    check_stores,
+    optimize,
+    study_summary,
+)
 from ecg_sweep.sweep.study import DEFAULT_STORAGE, PRUNERS, SAMPLERS, make_pruner, make_sampler
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "Reporter",
     "SweepOutcome",
     "build_space",
+    "check_stores",
     "make_pruner",
     "make_sampler",
     "optimize",

@@ -28,7 +28,13 @@ from ecg_sweep.sweep.cost import (
     check_cost,
     probe_cost,
 )
-from ecg_sweep.sweep.runs import RUN_ATTR, end_trial_run, mark_stale_trial, trial_tags
+from ecg_sweep.sweep.runs import (
+    FAIL_REASON_ATTR,
+    RUN_ATTR,
+    end_trial_run,
+    mark_stale_trial,
+    trial_tags,
+)
 from ecg_sweep.tracking.client import Tracker
 from ecg_sweep.tracking.contract import (
     CHECKPOINT_DIR,
@@ -117,14 +123,30 @@ class Objective:
             with self.tracker.system_metrics(run_id, self.cfg.system_metrics):
                 value = self._run(trial, run_id, info, train_cfg)
         except optuna.TrialPruned as e:
-            end_trial_run(self.tracker, run_id, "PRUNED", str(e))
+            self._end_run(trial, run_id, "PRUNED", str(e))
             raise
         except Exception as e:
-            end_trial_run(self.tracker, run_id, "FAIL", f"{type(e).__name__}: {e}")
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+            reason = f"{type(e).__name__}: {e}"
+            # Optuna first (the storage is the truth): the MLflow server may be what failed.
+            trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
+            self._end_run(trial, run_id, "FAIL", reason)
             raise
-        end_trial_run(self.tracker, run_id, "COMPLETE")
+        self._end_run(trial, run_id, "COMPLETE")
         return value
+
+    def _end_run(self, trial: optuna.Trial, run_id: str, state: str, reason: str | None = None):
+        """End the trial's MLflow run; a tracking failure here neither hides the trial's own
+        error nor fails a trial that trained: the run is closed when the study resumes."""
+        try:
+            end_trial_run(self.tracker, run_id, state, reason)
+        except Exception as e:
+            log.warning(
+                "trial %d: could not close its MLflow run %s (%s); the next optimize of this "
+                "study closes it",
+                trial.number,
+                run_id,
+                str(e).splitlines()[0][:200] if str(e) else type(e).__name__,
+            )
 
     def _progress_hook(self, number: int):
         report = getattr(self.reporter, "progress", None)  # reporters are duck-typed

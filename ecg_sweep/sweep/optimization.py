@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from ecg_sweep.config import TRAIN_FIELDS, SweepConfig, split_params
 from ecg_sweep.data.dataset import PreparedData
 from ecg_sweep.engine import resolve_device
-from ecg_sweep.errors import ConfigError, StorageError
+from ecg_sweep.errors import ConfigError, StorageError, Terminated
 from ecg_sweep.models import SpaceContext, build_model, get_model_spec, load_checkpoint, model_info
 from ecg_sweep.models.space import apply_overrides, space_to_dict
 from ecg_sweep.sweep.cost import REFERENCE_ATTR, ProbeSettings, epoch_seconds
@@ -25,7 +25,7 @@ from ecg_sweep.sweep.objective import Objective, Reporter, stale_trial_callback,
 from ecg_sweep.sweep.runs import (
     RUN_ATTR,
     attach_study_run,
-    end_trial_run,
+    close_finished_trial_runs,
     log_study_summary,
     previous_best_runs,
 )
@@ -37,12 +37,18 @@ from ecg_sweep.sweep.study import (
     study_lock,
     worker_token,
 )
-from ecg_sweep.tracking.client import Tracker, mask_url
-from ecg_sweep.tracking.contract import BEST_TAG, MODEL_URI_TAG, experiment_name
+from ecg_sweep.tracking.client import Tracker, bounded_http_retries, mask_url
+from ecg_sweep.tracking.contract import (
+    BEST_TAG,
+    MODEL_URI_TAG,
+    STOP_REASON_TAG,
+    TRIAL_STATE_TAG,
+    experiment_name,
+)
 from ecg_sweep.tracking.model_store import download_checkpoint, load_teacher
 from ecg_sweep.tracking.training_run import evaluate_and_log
 
-__all__ = ["SweepOutcome", "optimize", "build_space", "study_summary"]
+__all__ = ["SweepOutcome", "optimize", "build_space", "check_stores", "study_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,13 @@ class SweepOutcome:
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_model_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def check_stores(cfg: SweepConfig) -> None:
+    """Open the MLflow tracking store and the Optuna storage once, before any data is prepared:
+    an unreachable server or a bad URL fails in one line, not after minutes of decoding."""
+    Tracker(cfg.tracking_uri, experiment_name(cfg.model, cfg.experiment))
+    make_storage(cfg.storage, cfg.heartbeat_interval, cfg.grace_period).engine.dispose()
 
 
 def build_space(cfg: SweepConfig, ctx: SpaceContext) -> dict:
@@ -92,8 +105,18 @@ def optimize(
     """Run ``cfg.n_trials`` trials of the study ``cfg.resolved_study_name`` and log them to MLflow.
 
     Creates or resumes the study; every trial is a nested MLflow run under the study run; at the
-    end the best trial is evaluated once on the test fold and its model logged.
+    end the best trial is evaluated once on the test fold and its model logged. MLflow's HTTP
+    retries are bounded meanwhile (:data:`~ecg_sweep.tracking.client.STUDY_HTTP_RETRIES`,
+    unless the environment sets them), and a resume closes the runs that trials finished
+    while the server was away left RUNNING.
     """
+    with bounded_http_retries():
+        return _optimize(cfg, data, device, reporter)
+
+
+def _optimize(
+    cfg: SweepConfig, data: PreparedData, device: str, reporter: Reporter | None
+) -> SweepOutcome:
     reporter = reporter or Reporter()
     spec = get_model_spec(cfg.model)
     # Names first: a typo must fail before any storage, tracking or training is touched.
@@ -106,7 +129,7 @@ def optimize(
         raise ConfigError(f"--set {unknown[0]}: not a parameter of {cfg.model!r} or of training")
     dev = str(resolve_device(device))
     tracker = Tracker(cfg.tracking_uri, experiment_name(cfg.model, cfg.experiment))  # fails fast
-    teacher = load_teacher(cfg.teacher, cfg.model)
+    teacher = load_teacher(cfg.teacher, cfg.model, cfg.trust_pickle)
     storage_url = cfg.storage or DEFAULT_STORAGE
     storage = make_storage(
         storage_url,
@@ -163,6 +186,8 @@ def optimize(
                 f"not {cfg.model!r}; pick another study name"
             )
         study_run_id, created = attach_study_run(tracker, study, study_params, space_dict)
+        if not created and (n := close_finished_trial_runs(tracker, study, study_run_id)):
+            log.info("closed %d trial run(s) left RUNNING by finished trials", n)
         tracker.log_dataset(study_run_id, data)
         first_worker = created and not study.trials
         if first_worker or _SPACE_ATTR not in study.user_attrs:
@@ -202,6 +227,9 @@ def optimize(
     if hasattr(reporter, "trial_finished"):
         callbacks.append(reporter.trial_finished)
     status = "FAILED"
+    quiet = _QuietInterrupt()
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
     try:
         study.optimize(
             objective,
@@ -213,11 +241,13 @@ def optimize(
             gc_after_trial=True,
         )
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         status = "KILLED"
-        _close_interrupted(tracker, study)
+        why = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted by the user"
+        _close_interrupted(tracker, study, why)
         raise
     finally:
+        optuna_log.removeFilter(quiet)
         if status != "FINISHED":
             tracker.end_run(study_run_id, status)
     outcome = finalize(cfg, study, tracker, study_run_id, data, dev)
@@ -252,15 +282,36 @@ def _reference_epoch_seconds(
     return seconds
 
 
-def _close_interrupted(tracker: Tracker, study: optuna.Study) -> None:
-    """Ctrl-C: Optuna fails the running trial; end its MLflow run too."""
+class _QuietInterrupt(logging.Filter):
+    """Ctrl-C / SIGTERM: the CLI says so in one line; drop Optuna's "Trial N failed ...
+    KeyboardInterrupt" traceback and the "failed with value None" line that follows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KeyboardInterrupt):
+            self.dropping = True
+            return False
+        if self.dropping and "failed with value" in record.getMessage():
+            self.dropping = False
+            return False
+        return True
+
+
+def _close_interrupted(tracker: Tracker, study: optuna.Study, why: str) -> None:
+    """Ctrl-C or SIGTERM: Optuna fails the running trial; its MLflow run ends KILLED (the
+    trial-state tag says FAIL, as in Optuna), with the reason."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.RUNNING)):
         run_id = t.user_attrs.get(RUN_ATTR)
         if not run_id:
             continue
         try:
             if tracker.get_run(run_id).info.status == "RUNNING":
-                end_trial_run(tracker, run_id, "FAIL", "interrupted by the user")
+                tracker.set_tags(run_id, {TRIAL_STATE_TAG: "FAIL", STOP_REASON_TAG: why})
+                tracker.end_run(run_id, "KILLED")
         except Exception:
             pass
 

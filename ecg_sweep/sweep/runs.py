@@ -41,8 +41,10 @@ from ecg_sweep.tracking.contract import (
 )
 
 __all__ = [
+    "FAIL_REASON_ATTR",
     "RUN_ATTR",
     "attach_study_run",
+    "close_finished_trial_runs",
     "end_trial_run",
     "log_study_summary",
     "mark_stale_trial",
@@ -101,6 +103,32 @@ def end_trial_run(tracker: Tracker, run_id: str, state: str, reason: str | None 
         tags[STOP_REASON_TAG] = reason[:5000]
     tracker.set_tags(run_id, tags)
     tracker.end_run(run_id, RUN_STATUS[state])
+
+
+FAIL_REASON_ATTR = "fail_reason"  # trial user attr: why it failed, recorded in Optuna first
+
+
+def close_finished_trial_runs(tracker: Tracker, study: optuna.Study, study_run_id: str) -> int:
+    """End the runs left RUNNING by trials that Optuna has finished (the tracking server was
+    away when the trial ended): with the trial's state and the reason Optuna recorded.
+    Returns how many were closed."""
+    runs = tracker.search_runs(
+        f"tags.`{PARENT_TAG}` = '{study_run_id}' and attributes.status = 'RUNNING'"
+    )
+    if not runs:
+        return 0
+    by_run = {t.user_attrs.get(RUN_ATTR): t for t in study.get_trials(deepcopy=False)}
+    closed = 0
+    for r in runs:
+        t = by_run.get(r.info.run_id)
+        if t is None or t.state.name not in RUN_STATUS:  # a live trial of another worker
+            continue
+        reason = t.user_attrs.get(FAIL_REASON_ATTR) or "closed on resume: left RUNNING"
+        end_trial_run(
+            tracker, r.info.run_id, t.state.name, None if t.state.name == "COMPLETE" else reason
+        )
+        closed += 1
+    return closed
 
 
 def mark_stale_trial(tracker: Tracker, trial: FrozenTrial) -> None:

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ecg_sweep._locks import file_lock
-from ecg_sweep.errors import TrackingError
+from ecg_sweep._locks import file_lock, try_file_lock
+from ecg_sweep.errors import LockTimeoutError, TrackingError
 from ecg_sweep.tracking.contract import (
     DATASET_CONTEXT_TAG,
     DATASET_CONTEXT_TRAINING,
@@ -34,9 +34,13 @@ if TYPE_CHECKING:  # data sits below tracking; only its fields are read here
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "STUDY_HTTP_RETRIES",
     "Tracker",
+    "bounded_http_retries",
     "mask_url",
     "resolve_tracking_uri",
+    "store_lock",
+    "try_store_lock",
     "use_store",
 ]
 
@@ -45,8 +49,15 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default, in the working directory
 _MAX_PARAM_LEN = 6000
 
+# The userinfo of a URL ends at the authority's LAST "@": a password may hold "@" (and ":").
 _URL_PASSWORD = re.compile(
-    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<post>@)"
+    r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^\s/?#]+)(?P<post>@[^@\s/?#]*)"
+)
+# libpq / SQLAlchemy / HTTP query parameters that carry a secret: ?password=..., &sslpassword=...
+_QUERY_SECRET = re.compile(
+    r"(?P<pre>[?&;](?:password|passwd|pwd|sslpassword|secret|token|access_token|api_key)=)"
+    r"(?P<pw>[^&;#\s'\"]+?)(?=[&;#\s'\"]|:\s|:?$)",
+    re.IGNORECASE,
 )
 
 
@@ -58,9 +69,109 @@ def _sqlite_init_lock(uri: str):
     return file_lock(db.with_name(db.name + ".init.lock"))
 
 
+@contextlib.contextmanager
+def try_store_lock(uri: str, key: str) -> Iterator[bool | None]:
+    """A cross-process lock named ``key`` on the tracking store ``uri``, taken only if free.
+
+    Yields True (held for the ``with`` block), False (another process holds it) or None (the
+    store offers no lock: an HTTP server). sqlite: an flock on a file in ``<db>.locks/`` beside
+    the database; PostgreSQL: a session advisory lock (``pg_try_advisory_lock``).
+    """
+    import hashlib
+
+    digest = hashlib.sha1(key.encode()).digest()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        folder = db.with_name(db.name + ".locks")
+        folder.mkdir(exist_ok=True)
+        with try_file_lock(folder / f"{digest.hex()[:16]}.lock") as held:
+            yield held
+        return
+    if uri.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        engine = sa.create_engine(uri, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                held = conn.execute(
+                    sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}
+                ).scalar()
+                try:
+                    yield bool(held)
+                finally:
+                    if held:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+        finally:
+            engine.dispose()
+        return
+    yield None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, key: str, what: str, timeout: float = 120.0) -> Iterator[bool | None]:
+    """:func:`try_store_lock`, waiting up to ``timeout`` seconds for it (``what`` names it in
+    the :class:`LockTimeoutError`); yields True, or None on a store that offers no lock."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        with try_store_lock(uri, key) as held:
+            if held is not False:
+                yield held
+                return
+        if time.monotonic() > deadline:
+            raise LockTimeoutError(
+                f"gave up after {timeout:g} s waiting for {what} on {mask_url(uri)}: another "
+                "ecg-sweep process holds it"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+# MLflow's HTTP client retries 7 times with backoff 2 and waits 120 s per request by default:
+# about 4 minutes per call while a server is away, for every call of every trial. During a
+# study these bounds apply instead, unless the user set the variables (then theirs win).
+STUDY_HTTP_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+@contextlib.contextmanager
+def bounded_http_retries(bounds: Mapping[str, str] = STUDY_HTTP_RETRIES) -> Iterator[None]:
+    """Apply ``bounds`` (MLflow's HTTP retry variables) for the block where the environment
+    does not set them already; the environment is restored afterwards."""
+    added = [k for k in bounds if k not in os.environ]
+    for k in added:
+        os.environ[k] = bounds[k]
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def mask_url(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text`` with ***."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}", str(text))
+    """Replace the password of every ``scheme://user:password@host`` in ``text`` (a password
+    may contain ``@``), and the value of every ``?password=`` / ``&token=`` style query
+    parameter, with ***."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['pre']}***{m['post']}", str(text))
+    return _QUERY_SECRET.sub(lambda m: f"{m['pre']}***", text)
+
+
+def _check_userinfo(uri: str) -> None:
+    """A database URL whose password holds a raw ``@`` is cut at the wrong ``@`` by SQLAlchemy,
+    and the error it raises quotes the password's tail: refuse it before, masked."""
+    scheme, sep, rest = uri.partition("://")
+    if (
+        sep
+        and not scheme.startswith("http")
+        and re.split(r"[/?#]", rest, maxsplit=1)[0].count("@") > 1
+    ):
+        raise TrackingError(
+            f"tracking URI {mask_url(uri)}: its password contains '@': write it as %40"
+        )
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -106,15 +217,24 @@ class Tracker:
         ):
             # MLflow 3 refuses file stores unless this is set; the user chose one explicitly.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        _check_userinfo(self.uri)
         if check and self.uri.startswith(("http://", "https://")):
             self._check_http()
         self.experiment_id = None
         # Two processes creating one sqlite store at once race in MLflow's schema migration
         # (duplicate column / CircularDependencyError): serialize the first touch of the store.
         with _sqlite_init_lock(self.uri):
-            self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            try:  # a database store connects (and migrates) here
+                self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            except Exception as e:
+                raise self._fail("cannot open the tracking store", e) from None
             if check:
                 self.experiment_id = self._experiment_id(experiment)
+
+    def check_reachable(self) -> None:
+        """Fail fast, in one line, when an HTTP tracking server does not answer."""
+        if self.uri.startswith(("http://", "https://")):
+            self._check_http()
 
     def _check_http(self, timeout: float = 10.0) -> None:
         """One quick request: MLflow's own client retries an unreachable server for minutes."""

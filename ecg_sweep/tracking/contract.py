@@ -60,6 +60,7 @@ __all__ = [
     "CHALLENGER",
     "RUN_STATUS",
     "MODEL_ARTIFACT",
+    "MODEL_WEIGHTS_FILE",
     "CHECKPOINT_DIR",
     "CHECKPOINT_FILE",
     "CHECKPOINT_ARTIFACT",
@@ -153,6 +154,8 @@ CHALLENGER = "challenger"  # the newest best, waiting for `promote`
 
 # --- artifact paths -----------------------------------------------------------------------------
 MODEL_ARTIFACT = "model"  # the name of every logged MLflow model
+# a torch model's weights-only state dict, in its MLflow model's extra_files/ (loads unpickled)
+MODEL_WEIGHTS_FILE = "ecg_sweep_weights.pt"
 CHECKPOINT_DIR = "checkpoint"  # a completed trial's best weights: checkpoint/best.pt
 CHECKPOINT_FILE = "best.pt"
 CHECKPOINT_ARTIFACT = f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"

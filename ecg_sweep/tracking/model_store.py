@@ -37,6 +37,7 @@ from ecg_sweep.tracking.contract import (
     CHECKPOINT_DIR,
     MODEL_ARTIFACT,
     MODEL_URI_TAG,
+    MODEL_WEIGHTS_FILE,
     THRESHOLDS_ARTIFACT,
 )
 
@@ -56,8 +57,12 @@ log = logging.getLogger(__name__)
 
 # serialization of torch models: "auto" = pt2 (torch.export; loads without ecg-sweep's code),
 # falling back to pickle when export fails; "pickle" = always pickle (torch.ao-quantized modules
-# and TorchScript programs, which pt2 cannot serialize).
+# and TorchScript programs, which pt2 cannot serialize). Either way the model also carries its
+# weights-only state dict (MODEL_WEIGHTS_FILE), which is what ecg-sweep itself loads: pickles
+# and TorchScript programs run code when loaded, and are loaded only with trust_pickle.
 SERIALIZATIONS = ("auto", "pickle")
+
+TRUST_FLAG = "--trust-pickle"
 
 
 def _example_output(artifact: nn.Module | Path, example: np.ndarray) -> np.ndarray:
@@ -152,26 +157,30 @@ def log_model(
     # MLflow warns on every pickled model; where we pickle, it is deliberate (see SERIALIZATIONS).
     pt_log = logging.getLogger("mlflow.pytorch")
     level = pt_log.level
-    for fmt in formats:
-        try:
-            if fmt == "pickle":
-                pt_log.setLevel(logging.ERROR)
-            logged = Model.log(
-                flavor=mlflow.pytorch,
-                pytorch_model=artifact,
-                # pt2 needs the example; a forced pickle (compression variants) logs none.
-                input_example=example if serialization == "auto" else None,
-                serialization_format=fmt,
-                pip_requirements=requirements,
-                **common,
-            )
-            return logged.model_uri
-        except Exception as e:  # torch.export can fail on exotic modules
-            if fmt == formats[-1]:
-                raise
-            log.warning("pt2 export failed (%s); logging the model with pickle", e)
-        finally:
-            pt_log.setLevel(level)
+    with tempfile.TemporaryDirectory(prefix="ecg-sweep-weights-") as d:
+        weights = Path(d) / MODEL_WEIGHTS_FILE
+        torch.save(artifact.state_dict(), weights)
+        for fmt in formats:
+            try:
+                if fmt == "pickle":
+                    pt_log.setLevel(logging.ERROR)
+                logged = Model.log(
+                    flavor=mlflow.pytorch,
+                    pytorch_model=artifact,
+                    # pt2 needs the example; a forced pickle (compression variants) logs none.
+                    input_example=example if serialization == "auto" else None,
+                    serialization_format=fmt,
+                    pip_requirements=requirements,
+                    extra_files=[str(weights)],
+                    **common,
+                )
+                return logged.model_uri
+            except Exception as e:  # torch.export can fail on exotic modules
+                if fmt == formats[-1]:
+                    raise
+                log.warning("pt2 export failed (%s); logging the model with pickle", e)
+            finally:
+                pt_log.setLevel(level)
     raise AssertionError("unreachable")
 
 
@@ -213,12 +222,17 @@ def model_info_from_uri(uri: str) -> ModelInfo:
     return ModelInfo.from_dict(meta)
 
 
-def load_model(source: str | Path) -> tuple[nn.Module | OnnxModule, ModelInfo]:
+def load_model(
+    source: str | Path, trust_pickle: bool = False
+) -> tuple[nn.Module | OnnxModule, ModelInfo]:
     """Load a model from a local checkpoint path or an MLflow URI (runs:/, models:/, ...).
 
     ONNX models (an MLflow ``onnx`` flavour, or a local ``.onnx`` file written by
     ``ecg_sweep.compression``) come back as an :class:`OnnxModule`: a torch-like callable taking
     a (B, 12, T) float32 tensor and returning (B, C) logits, with ``.eval()``, run by ONNX Runtime.
+    Torch models are rebuilt from the :class:`ModelInfo` in their metadata and their weights read
+    without executing code (:func:`_load_without_code`); a model that can only be unpickled (or
+    run as TorchScript) is refused unless ``trust_pickle``, as loading it runs code from the store.
     """
     text = str(source)
     if "://" not in text and ":/" not in text:
@@ -231,23 +245,105 @@ def load_model(source: str | Path) -> tuple[nn.Module | OnnxModule, ModelInfo]:
     info = model_info_from_uri(text)
     if _is_onnx_model(text):
         return _load_onnx_uri(text, info)
+    with tempfile.TemporaryDirectory(prefix="ecg-sweep-model-") as d:
+        model, why = _load_without_code(text, info, d)
+    if model is not None:
+        return model, info
+    if not trust_pickle:
+        raise ConfigError(
+            f"{text}: {why}; loading it would run code stored in the model: pass {TRUST_FLAG} "
+            "only if you trust everyone who can write to this store"
+        )
     try:
         model = mlflow.pytorch.load_model(text, map_location="cpu")
     except Exception as e:
         raise TrackingError(f"{text}: cannot load model: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(model, nn.Module):
+        raise TrackingError(
+            f"{text}: the unpickled model is a {type(model).__name__}, not a module"
+        )
     return eval_mode(model), info
 
 
-def load_teacher(source: str | None, model: str) -> nn.Module | None:
+def load_teacher(source: str | None, model: str, trust_pickle: bool = False) -> nn.Module | None:
     """A frozen teacher from a checkpoint path or an MLflow URI; only DeiT distils."""
     if not source:
         return None
     if not get_model_spec(model).distilled:
         raise ConfigError(f"--teacher applies to distilled models (deit), not {model!r}")
-    teacher, _ = load_model(source)
+    teacher, _ = load_model(source, trust_pickle)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return eval_mode(teacher)
+
+
+# --- torch models rebuilt from their metadata, weights read without executing code -------------
+
+
+def _rebuild(info: ModelInfo) -> nn.Module | None:
+    """An untrained module of the architecture ``info`` describes, or None when its metadata
+    cannot describe it (a structured-pruned model: its layers no longer match its params; the
+    torch.ao static / QAT variants: TorchScript programs)."""
+    if info.extra.get("structured_pruning"):
+        return None
+    method = info.extra.get("compression")
+    if method in (None, "fp32", "prune_l1_unstructured"):
+        return build_model(info)
+    if method == "quant_dynamic_int8":
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao's deprecation warning, on every call
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(
+                eval_mode(build_model(info)), {nn.Linear}, dtype=torch.qint8
+            )
+    return None
+
+
+def _weights_only(path: Path, uri: str) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # weights_only refuses anything but tensors and plain containers
+        raise ConfigError(
+            f"{uri}: its {path.name} is not a plain state dict: {str(e).splitlines()[0][:200]}"
+        ) from None
+
+
+def _load_without_code(uri: str, info: ModelInfo, dest: str) -> tuple[nn.Module | None, str]:
+    """(the model, "") rebuilt from ``info`` with weights that load without unpickling code:
+    the weights-only state dict ecg-sweep logs beside every torch model, else the raw tensors
+    of its torch.export archive; (None, why) when neither fits."""
+    import mlflow
+
+    flavors = mlflow.models.get_model_info(uri).flavors or {}
+    if "pytorch" not in flavors:
+        return None, f"not a torch model (flavors: {', '.join(sorted(flavors))})"
+    model = _rebuild(info)
+    if model is None:
+        kind = "a structured-pruned" if info.extra.get("structured_pruning") else "a TorchScript"
+        return None, f"{kind} model that its metadata cannot rebuild"
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
+    except Exception as e:
+        raise TrackingError(
+            f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
+        ) from None
+    weights = local / "extra_files" / MODEL_WEIGHTS_FILE
+    archives = sorted((local / flavors["pytorch"].get("model_data", "data")).glob("*.pt2"))
+    if weights.is_file():
+        state = _weights_only(weights, uri)
+    elif archives:
+        state = _pt2_state_dict(archives[0])
+    else:
+        return None, "a pickle-format PyTorch model (no weights-only state dict)"
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise ConfigError(
+            f"{uri}: its weights do not fit a {info.model} built from its own metadata: "
+            f"{str(e).splitlines()[0][:200]}"
+        ) from None
+    return eval_mode(model), ""
 
 
 def _is_onnx_model(uri: str) -> bool:
@@ -333,39 +429,22 @@ def _pt2_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_logged_weights(uri: str, dest: str | Path) -> ECGClassifier:
     """The trainable :class:`ECGClassifier` of a logged torch model: rebuilt from the
-    :class:`ModelInfo` in its metadata, its weights read from the model's torch.export archive
-    without executing code. For compressing or fine-tuning what ``train`` logged or what a
-    ``models:/`` URI names; compressed variants (ONNX, int8) are refused: they are outputs."""
-    import mlflow
-
+    :class:`ModelInfo` in its metadata, its weights read from the model's weights-only state
+    dict or torch.export archive without executing code. For compressing or fine-tuning what
+    ``train`` logged or what a ``models:/`` URI names; compressed variants (ONNX, int8) are
+    refused: they are outputs."""
     info = model_info_from_uri(uri)
     if info.extra.get("compression"):
         raise ConfigError(
             f"{uri}: this is the {info.extra['compression']} variant of a compressed model; "
             "compress the fp32 model it came from"
         )
-    flavors = mlflow.models.get_model_info(uri).flavors or {}
-    if "pytorch" not in flavors:
-        raise ConfigError(f"{uri}: not a torch model (flavors: {', '.join(sorted(flavors))})")
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    except Exception as e:
-        raise TrackingError(
-            f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
-        ) from None
-    data_dir = local / flavors["pytorch"].get("model_data", "data")
-    archives = sorted(data_dir.glob("*.pt2"))
-    if not archives:
+    model, why = _load_without_code(uri, info, str(dest))
+    if model is None:
+        if why.startswith("not a torch"):
+            raise ConfigError(f"{uri}: {why}")
         raise ConfigError(
-            f"{uri}: its weights are pickled (no torch.export archive), and reading them would "
+            f"{uri}: its weights are pickled ({why}), and reading them would "
             "execute code; log the model again with ecg-sweep, or compress the trial's run"
         )
-    model = build_model(info)
-    try:
-        model.load_state_dict(_pt2_state_dict(archives[0]), strict=True)
-    except RuntimeError as e:
-        raise ConfigError(
-            f"{uri}: its weights do not fit a {info.model} built from its own metadata: "
-            f"{str(e).splitlines()[0][:200]}"
-        ) from None
-    return eval_mode(model)
+    return model

@@ -118,6 +118,7 @@ def train_and_log(
     tracker: Tracker,
     *,
     teacher: str | None = None,
+    trust_pickle: bool = False,
     pretrained_weights: str | Path | None = None,
     run_name: str | None = None,
     checkpoint: str | Path | None = None,
@@ -129,7 +130,7 @@ def train_and_log(
     ``system_metrics``: MLflow system metrics (CPU, memory, GPU) sampled into the run;
     ``progress``: :func:`~ecg_sweep.engine.fit`'s per-batch hook.
     """
-    teacher_model = load_teacher(teacher, model_name)
+    teacher_model = load_teacher(teacher, model_name, trust_pickle)
     info = model_info(model_name, params, data)
     seed_everything(cfg.seed)
     model = build_model(info, pretrained_weights)
