@@ -49,9 +49,15 @@ def test_models_json_lists_families_and_spaces():
 
 def test_data_synth_then_inspect(tmp_path):
     out = tmp_path / "ds"
-    r = run_cli("data", "synth", "--out", str(out), "--n-records", "40", "--seed", "5")
+    r = run_cli(
+        "data", "synth", "--out", str(out), "--n-records", "40", "--seed", "5",
+        "--label-noise", "1", "--normal-variants", "1",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "wrote 40 records" in r.stdout
+    # every finding without its signature, every NORM-only record with a variant
+    n = re.search(r"(\d+)/(\d+) findings without their signature, (\d+) normal", r.stdout)
+    assert n and n[1] == n[2] != "0" and int(n[3]) > 0, r.stdout
     r = run_cli("data", "inspect", str(out), "--json", "--sampling-rate", "500")
     report = json.loads(r.stdout)
     assert (
