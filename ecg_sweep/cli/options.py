@@ -29,6 +29,8 @@ __all__ = [
     "SystemMetrics",
     "Task",
     "Teacher",
+    "ThresholdPolicy",
+    "Calibrate",
     "TrackingUri",
     "Workers",
 ]
@@ -76,6 +78,22 @@ Teacher = Annotated[
     typer.Option(
         "--teacher",
         help="DeiT teacher: a checkpoint path or an MLflow model URI (models:/ecg-M@champion).",
+    ),
+]
+ThresholdPolicy = Annotated[
+    str | None,
+    typer.Option(
+        "--threshold-policy",
+        help="How validation sets the decision thresholds: exact_match (jointly, for subset "
+        "accuracy), f1 (per class) or fixed (0.5). Default: the training default (see README).",
+    ),
+]
+Calibrate = Annotated[
+    bool | None,
+    typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Temperature scaling fitted on validation, stored in the model and applied by "
+        "predict (default: off).",
     ),
 ]
 Device = Annotated[
