@@ -122,6 +122,16 @@ def test_train_rejects_unknown_set_key(synth_sweep):
     assert r.returncode == 2 and "--set dpth: not a parameter of model 'vit'" in r.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "optimize"])
+def test_unknown_threshold_policy_is_one_line(command, synth_sweep, tmp_path):
+    r = run_cli(
+        command, "--model", "vit", "--threshold-policy", "youden", "--data-dir", str(synth_sweep),
+        "--tracking-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "threshold_policy must be one of f1, exact_match, fixed" in r.stderr
+
+
 def test_ui_serves_the_local_store(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
