@@ -41,6 +41,7 @@ benchmarks: install
 	$(PY) benchmarks/tracking_overhead.py
 	$(PY) benchmarks/progress_overhead.py
 	$(PY) benchmarks/compression.py
+	$(PY) benchmarks/decision_policy.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache

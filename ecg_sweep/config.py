@@ -73,7 +73,7 @@ class TrainConfig:
     distill_alpha: float = 0.5  # DeiT with a teacher: weight of the label loss
     distill_temperature: float = 2.0
     n_bootstrap: int = 1000  # resamples for the test macro AUROC confidence interval
-    threshold_policy: str = "f1"  # THRESHOLD_POLICIES
+    threshold_policy: str = "fixed"  # THRESHOLD_POLICIES; fixed: measured (README, Decisions)
     at_least_one: bool = True  # a record where no class passes gets its most probable class
     calibrate: bool = False  # temperature scaling fitted on validation, stored in the model
 

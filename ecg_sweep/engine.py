@@ -46,6 +46,7 @@ __all__ = [
     "fit",
     "evaluate",
     "predict_proba",
+    "rescale",
     "final_metrics",
     "resolve_device",
     "eval_mode",
@@ -472,7 +473,7 @@ def fit(
     )
 
 
-def _rescale(p: np.ndarray, temperature: float) -> np.ndarray:
+def rescale(p: np.ndarray, temperature: float) -> np.ndarray:
     """sigmoid(logit(p) / T): probabilities of logits divided by the temperature."""
     if temperature == 1.0:
         return p
@@ -500,7 +501,7 @@ def final_metrics(
     if cfg.calibrate:
         logits = np.log(np.clip(val_p, 1e-7, 1 - 1e-7) / np.clip(1 - val_p, 1e-7, 1))
         temperature = fit_temperature(data.val.y, logits)
-        val_p, test_p = _rescale(val_p, temperature), _rescale(test_p, temperature)
+        val_p, test_p = rescale(val_p, temperature), rescale(test_p, temperature)
     thresholds = thresholds_for_policy(
         cfg.threshold_policy, data.val.y, val_p, at_least_one=cfg.at_least_one
     )

@@ -76,7 +76,7 @@ def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
     assert info.params["input_repr"] == "signal" and info.params["patch_time"] == 20
     assert info.thresholds is not None and len(info.thresholds) == 5
     assert info.sampling_rate == 100 and info.n_samples == 1000
-    assert (info.threshold_policy, info.at_least_one, info.temperature) == ("f1", True, 1.0)
+    assert (info.threshold_policy, info.at_least_one, info.temperature) == ("fixed", True, 1.0)
     mv = MlflowClient(uri, uri).get_model_version("ecg-vit", versions[0].version)
     tags = mv.tags
     assert {"ecg_sweep.study", "ecg_sweep.trial", "ecg_sweep.method", "test_macro_auc"} <= set(tags)
