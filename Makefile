@@ -42,6 +42,7 @@ benchmarks: install
 	$(PY) benchmarks/progress_overhead.py
 	$(PY) benchmarks/compression.py
 	$(PY) benchmarks/search_cost.py
+	$(PY) benchmarks/decision_policy.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ecg_sweep.errors import ConfigError
+from ecg_sweep.metrics import SUBGROUP_MIN_METRIC, SUBGROUPS
 from ecg_sweep.tracking.client import Tracker, mask_url
 from ecg_sweep.tracking.contract import (
     BEST_RUN_ID_TAG,
@@ -34,6 +35,7 @@ __all__ = [
     "html_report",
     "leaderboard",
     "rows_as_dicts",
+    "worst_subgroup",
     "write_report",
 ]
 
@@ -58,6 +60,9 @@ class LeaderboardRow:
     int8_test_macro_auc: float
     wall_minutes: float
     study_run_id: str
+    # the best trial's lowest subgroup macro AUROC (test_subgroup_min_macro_auc) and its group
+    worst_subgroup: str = "-"
+    worst_subgroup_macro_auc: float = float("nan")
 
 
 def _f(d: dict, k: str) -> float:
@@ -89,6 +94,18 @@ def compression_metrics(
         return fp32, None, ""
     method = max(int8, key=lambda k: int8[k]["speedup_bs1"])
     return fp32, int8[method], method
+
+
+def worst_subgroup(metrics: dict) -> tuple[str, float]:
+    """(subgroup, macro AUROC) of ``test_subgroup_min_macro_auc`` in a run's metrics: the
+    eligible subgroup (enough records, both label values) with the lowest macro AUROC."""
+    low = _f(metrics, f"test_{SUBGROUP_MIN_METRIC}")
+    if not math.isfinite(low):
+        return "-", float("nan")
+    for g in SUBGROUPS:
+        if _f(metrics, f"test_macro_auc_{g}") == low:
+            return g, low
+    return "-", low
 
 
 def leaderboard(
@@ -143,6 +160,13 @@ def leaderboard(
                     int8_test_macro_auc=_f(int8, "test_macro_auc"),
                     wall_minutes=wall,
                     study_run_id=study.info.run_id,
+                    **dict(
+                        zip(
+                            ("worst_subgroup", "worst_subgroup_macro_auc"),
+                            worst_subgroup(best.data.metrics) if best else ("-", float("nan")),
+                            strict=True,
+                        )
+                    ),
                 )
             )
     rows.sort(key=lambda r: -r.test_macro_auc if math.isfinite(r.test_macro_auc) else math.inf)
@@ -156,6 +180,7 @@ COLUMNS = [
     ("val AUROC", "best_val_macro_auc", "{:.4f}"),
     ("test AUROC [95% CI]", None, None),
     ("test F1", "test_macro_f1", "{:.4f}"),
+    ("worst subgroup AUROC", None, None),
     ("params (M)", "n_params", None),
     ("fp32 MB", "fp32_size_mb", "{:.2f}"),
     ("fp32 ms", "fp32_latency_ms", "{:.2f}"),
@@ -169,7 +194,13 @@ COLUMNS = [
 
 def cells(row: LeaderboardRow) -> list[str]:
     out = []
-    for _, key, fmt in COLUMNS:
+    for name, key, fmt in COLUMNS:
+        if key is None and name.startswith("worst"):
+            out.append(
+                "-" if not math.isfinite(row.worst_subgroup_macro_auc)
+                else f"{row.worst_subgroup_macro_auc:.4f} ({row.worst_subgroup})"
+            )  # fmt: skip
+            continue
         if key is None:
             out.append(
                 "-" if not math.isfinite(row.test_macro_auc)
@@ -282,6 +313,8 @@ td code { color: var(--muted); }
 _NOTES = [
     ("val AUROC", "best trial's validation macro AUROC (what the study optimized)"),
     ("test AUROC [95% CI]", "the best trial on the test fold, bootstrap 95% interval"),
+    ("worst subgroup AUROC", "the best trial's lowest test macro AUROC over sex and age bands "
+     "with >= 20 records and both label values of every class (the group in brackets)"),
     ("fp32 MB / ms", "size of the model and CPU latency, batch 1, p50, measured by compression"),
     ("int8 method", "the int8 variant compression recommended (fastest within 0.01 "
      "validation AUROC of fp32), else the fastest int8 variant"),

@@ -18,6 +18,7 @@ __all__ = [
     "DataConfig",
     "TrainConfig",
     "TRAIN_FIELDS",
+    "THRESHOLD_POLICIES",
     "SweepConfig",
     "CompressConfig",
     "split_params",
@@ -46,6 +47,11 @@ class DataConfig:
     workers: int | None = field(default=None, compare=False)
 
 
+# How validation sets the decision thresholds (metrics.thresholds_for_policy): f1 per class,
+# exact_match jointly for subset accuracy, fixed 0.5.
+THRESHOLD_POLICIES: tuple[str, ...] = ("f1", "exact_match", "fixed")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How one model is trained; the same object drives sweeps, ``train``, fine-tuning and QAT."""
@@ -67,6 +73,9 @@ class TrainConfig:
     distill_alpha: float = 0.5  # DeiT with a teacher: weight of the label loss
     distill_temperature: float = 2.0
     n_bootstrap: int = 1000  # resamples for the test macro AUROC confidence interval
+    threshold_policy: str = "fixed"  # THRESHOLD_POLICIES; fixed: measured (README, Decisions)
+    at_least_one: bool = True  # a record where no class passes gets its most probable class
+    calibrate: bool = False  # temperature scaling fitted on validation, stored in the model
 
     def __post_init__(self) -> None:
         _check(
@@ -87,6 +96,10 @@ class TrainConfig:
                 (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
                 (self.distill_temperature > 0, "distill_temperature must be > 0"),
                 (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
+                (
+                    self.threshold_policy in THRESHOLD_POLICIES,
+                    f"threshold_policy must be one of {', '.join(THRESHOLD_POLICIES)}",
+                ),
             ]
         )
 

@@ -27,7 +27,15 @@ from torch import nn
 from ecg_sweep.config import TrainConfig
 from ecg_sweep.data.dataset import PreparedData, Split
 from ecg_sweep.errors import ConfigError
-from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
+from ecg_sweep.metrics import (
+    classification_report,
+    fit_temperature,
+    macro_auc,
+    macro_f1,
+    majority_baseline,
+    subgroup_report,
+    thresholds_for_policy,
+)
 from ecg_sweep.models import ECGClassifier, save_checkpoint
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "fit",
     "evaluate",
     "predict_proba",
+    "rescale",
     "final_metrics",
     "resolve_device",
     "eval_mode",
@@ -536,27 +545,58 @@ def fit(
     )
 
 
+def rescale(p: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit(p) / T): probabilities of logits divided by the temperature."""
+    if temperature == 1.0:
+        return p
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return (1.0 / (1.0 + np.exp(-np.log(p / (1 - p)) / temperature))).astype(np.float32)
+
+
 def final_metrics(
     model: nn.Module, data: PreparedData, cfg: TrainConfig
 ) -> tuple[dict[str, float], np.ndarray, dict[str, np.ndarray]]:
-    """Tune per-class thresholds on validation, then evaluate the test fold once.
+    """Calibrate and set decision thresholds on validation, then evaluate the test fold once.
 
-    Returns (metrics: ``final_val_*`` and the ``test_*`` names of DESIGN.md §4, thresholds,
-    probabilities per split).
+    With ``cfg.calibrate`` a temperature is fitted on validation (``calibration_temperature``,
+    1.0 without) and every probability is rescaled by it. Thresholds follow
+    ``cfg.threshold_policy`` on the (rescaled) validation probabilities, decisions add
+    ``cfg.at_least_one``. Returns (metrics: ``final_val_*``, ``calibration_temperature``, the
+    ``test_*`` names of DESIGN.md §4 with calibration, subgroups and
+    ``test_baseline_exact_match_accuracy``; thresholds; probabilities per split).
     """
     device = resolve_device(cfg.device)
     model.to(device)
     val_p = predict_proba(model, data.val.x, device, cfg.eval_batch_size, cfg.amp)
     test_p = predict_proba(model, data.test.x, device, cfg.eval_batch_size, cfg.amp)
-    thresholds = tune_thresholds(data.val.y, val_p)
+    temperature = 1.0
+    if cfg.calibrate:
+        logits = np.log(np.clip(val_p, 1e-7, 1 - 1e-7) / np.clip(1 - val_p, 1e-7, 1))
+        temperature = fit_temperature(data.val.y, logits)
+        val_p, test_p = rescale(val_p, temperature), rescale(test_p, temperature)
+    thresholds = thresholds_for_policy(
+        cfg.threshold_policy, data.val.y, val_p, at_least_one=cfg.at_least_one
+    )
     # Not "val_macro_auc"/"val_macro_f1": those names are the per-epoch curves (threshold 0.5).
     metrics = {
         "final_val_macro_auc": macro_auc(data.val.y, val_p),
-        "final_val_macro_f1_tuned": macro_f1(data.val.y, val_p, thresholds),
+        "final_val_macro_f1_tuned": macro_f1(data.val.y, val_p, thresholds, cfg.at_least_one),
+        "calibration_temperature": temperature,
     }
     metrics.update(
         classification_report(
-            data.test.y, test_p, thresholds, data.classes, "test", cfg.n_bootstrap, cfg.seed
+            data.test.y,
+            test_p,
+            thresholds,
+            data.classes,
+            "test",
+            cfg.n_bootstrap,
+            cfg.seed,
+            at_least_one=cfg.at_least_one,
         )
     )
+    base = majority_baseline(data.train.y, data.test.y)
+    metrics["test_baseline_exact_match_accuracy"] = base["test_exact_match_accuracy"]
+    if data.test.sex is not None and data.test.age is not None:
+        metrics.update(subgroup_report(data.test.y, test_p, data.test.sex, data.test.age, "test"))
     return metrics, thresholds, {"val": val_p, "test": test_p}

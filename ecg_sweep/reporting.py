@@ -11,9 +11,16 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
-from ecg_sweep.metrics import auc_per_class, f1_per_class
+from ecg_sweep.metrics import (
+    ECE_BINS,
+    auc_per_class,
+    expected_calibration_error,
+    f1_per_class,
+    reliability_bins,
+    subgroup_rows,
+)
 
-__all__ = ["roc_figure", "per_class_table"]
+__all__ = ["roc_figure", "per_class_table", "reliability_figure", "subgroup_table"]
 
 
 def _roc_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,3 +71,31 @@ def per_class_table(
             "threshold": np.asarray(thresholds).round(3),
         }
     )
+
+
+def reliability_figure(
+    y: np.ndarray, p: np.ndarray, classes: tuple[str, ...], title: str, bins: int = ECE_BINS
+) -> Figure:
+    """Reliability diagram: observed frequency against mean predicted probability per
+    equal-width bin, one line per class (ECE in the legend), the diagonal = perfect calibration."""
+    count, conf, freq = reliability_bins(y, p, bins)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+    for c, name in enumerate(classes):
+        ok = count[c] > 0
+        ece = expected_calibration_error(np.asarray(y)[:, [c]], np.asarray(p)[:, [c]], bins)
+        ax.plot(conf[c][ok], freq[c][ok], marker="o", ms=3, lw=1.2, label=f"{name} (ECE {ece:.3f})")
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability",
+        ylabel="observed frequency", title=f"{title}\nmacro ECE {expected_calibration_error(y, p, bins):.3f}",
+    )  # fmt: skip
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def subgroup_table(y: np.ndarray, p: np.ndarray, sex: np.ndarray, age: np.ndarray) -> pd.DataFrame:
+    """subgroup, records, macro AUROC, and whether it counts towards the worst-subgroup metric
+    (at least ``SUBGROUP_MIN_RECORDS`` records, both label values of every class)."""
+    rows = subgroup_rows(y, p, sex, age)
+    return pd.DataFrame(rows, columns=["subgroup", "records", "macro_auc", "counts_for_min"])

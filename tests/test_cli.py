@@ -49,9 +49,15 @@ def test_models_json_lists_families_and_spaces():
 
 def test_data_synth_then_inspect(tmp_path):
     out = tmp_path / "ds"
-    r = run_cli("data", "synth", "--out", str(out), "--n-records", "40", "--seed", "5")
+    r = run_cli(
+        "data", "synth", "--out", str(out), "--n-records", "40", "--seed", "5",
+        "--label-noise", "1", "--normal-variants", "1",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "wrote 40 records" in r.stdout
+    # every finding without its signature, every NORM-only record with a variant
+    n = re.search(r"(\d+)/(\d+) findings without their signature, (\d+) normal", r.stdout)
+    assert n and n[1] == n[2] != "0" and int(n[3]) > 0, r.stdout
     r = run_cli("data", "inspect", str(out), "--json", "--sampling-rate", "500")
     report = json.loads(r.stdout)
     assert (
@@ -114,6 +120,16 @@ def test_train_logs_a_complete_run(synth_sweep, tmp_path):
 def test_train_rejects_unknown_set_key(synth_sweep):
     r = run_cli("train", "--model", "vit", "--set", "dpth=3", "--data-dir", str(synth_sweep))
     assert r.returncode == 2 and "--set dpth: not a parameter of model 'vit'" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "optimize"])
+def test_unknown_threshold_policy_is_one_line(command, synth_sweep, tmp_path):
+    r = run_cli(
+        command, "--model", "vit", "--threshold-policy", "youden", "--data-dir", str(synth_sweep),
+        "--tracking-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "threshold_policy must be one of f1, exact_match, fixed" in r.stderr
 
 
 def test_ui_serves_the_local_store(tmp_path):

@@ -31,6 +31,26 @@ def test_compare_report(sweep_data, tmp_path):
     # Piped, rich lays out 80 columns: too narrow for 14, so one column per study, nothing cut.
     assert "test AUROC [95% CI]" in r.stdout and f"{rows[0]['test_macro_auc']:.4f} [" in r.stdout
     assert "…" not in r.stdout
+    assert "worst subgroup AUROC" in r.stdout and "worst_subgroup" in rows[0]
+
+
+def test_worst_subgroup_names_the_group_of_the_minimum():
+    from ecg_sweep.compare import LeaderboardRow, cells, worst_subgroup
+
+    m = {
+        "test_macro_auc_sex_male": 0.91, "test_macro_auc_sex_female": 0.88,
+        "test_macro_auc_age_lt40": 0.70,  # too few records: not the minimum
+        "test_macro_auc_age_60_79": 0.84, "test_subgroup_min_macro_auc": 0.84,
+    }  # fmt: skip
+    assert worst_subgroup(m) == ("age_60_79", 0.84)
+    assert worst_subgroup({"test_subgroup_min_macro_auc": float("nan")})[0] == "-"
+    assert worst_subgroup({})[0] == "-"
+    nan = float("nan")
+    text = {"experiment": "ecg-vit", "model": "vit", "study": "s", "int8_method": "-"}
+    text |= {"study_run_id": "r", "worst_subgroup": "age_60_79"}
+    floats = {f: nan for f in LeaderboardRow.__dataclass_fields__ if f not in text}
+    row = LeaderboardRow(**{**floats, **text, "worst_subgroup_macro_auc": 0.84})
+    assert "0.8400 (age_60_79)" in cells(row)
 
 
 def test_compare_shows_the_recommended_int8_variant(tmp_path):

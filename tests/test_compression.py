@@ -468,3 +468,28 @@ def test_two_compressions_of_one_run_at_once_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="being compressed"):
         compress_run(tracker, run_id, None, CompressConfig(**FAST))
     assert len(_children(tracker, run_id)) == 1
+
+
+def test_variants_decide_like_their_source_model():
+    """A trial checkpoint is saved before the final evaluation: compression takes the policy,
+    rule and temperature the run logged, and the training defaults for a run from before."""
+    from types import SimpleNamespace
+
+    from ecg_sweep.compression import compress
+    from ecg_sweep.config import TrainConfig
+    from ecg_sweep.models import ModelInfo
+
+    info = ModelInfo("vit", {}, ("A", "B"), 100, 12, 1000, {})
+    run = SimpleNamespace(
+        data=SimpleNamespace(
+            params={"threshold_policy": "exact_match", "at_least_one": "False"},
+            metrics={"calibration_temperature": 1.7},
+        )
+    )
+    decided = compress._with_run_decision(run, info)
+    variant = SimpleNamespace(module=SimpleNamespace(info=decided), float_model=None)
+    assert compress._decision(variant) == ("exact_match", False, 1.7)
+    old_run = SimpleNamespace(data=SimpleNamespace(params={}, metrics={}))
+    old = SimpleNamespace(module=SimpleNamespace(info=compress._with_run_decision(old_run, info)))
+    default = TrainConfig()
+    assert compress._decision(old) == (default.threshold_policy, default.at_least_one, 1.0)

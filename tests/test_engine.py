@@ -64,6 +64,43 @@ def test_fit_learns_and_reloads_best_checkpoint(learn_data, tmp_path):
     assert len(thresholds) == 5
 
 
+def _bce(y, p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def test_final_metrics_decide_on_validation_calibrate_and_report_subgroups(learn_data):
+    model = _tiny(learn_data, "convnext")
+    cfg = make_train_config("convnext", max_epochs=1, batch_size=128, n_bootstrap=20)
+    fit(model, learn_data, cfg)
+    fixed, thr_fixed, _ = final_metrics(
+        model, learn_data, dataclasses.replace(cfg, threshold_policy="fixed")
+    )
+    np.testing.assert_array_equal(thr_fixed, 0.5)
+    assert fixed["calibration_temperature"] == 1.0
+    base = majority_baseline(learn_data.train.y, learn_data.test.y)
+    assert fixed["test_baseline_exact_match_accuracy"] == base["test_exact_match_accuracy"]
+    assert {"test_brier", "test_ece", "test_subgroup_min_macro_auc", "test_n_sex_female"} <= set(
+        fixed
+    )
+    assert fixed["test_n_sex_male"] + fixed["test_n_sex_female"] == len(learn_data.test)
+    cal_cfg = dataclasses.replace(cfg, threshold_policy="exact_match", calibrate=True)
+    cal, thr, probs = final_metrics(model, learn_data, cal_cfg)
+    assert cal["calibration_temperature"] != 1.0
+    assert cal["test_macro_auc"] == pytest.approx(fixed["test_macro_auc"], abs=1e-6)  # ranks kept
+    # the temperature minimizes validation BCE (T = 1 included in the search)
+    raw = final_metrics(model, learn_data, cfg)[2]["val"]
+    assert _bce(learn_data.val.y, probs["val"]) < _bce(learn_data.val.y, raw)
+    # thresholds and temperature come from validation only: other test labels change neither
+    shuffled = dataclasses.replace(
+        learn_data,
+        test=dataclasses.replace(learn_data.test, y=learn_data.test.y[::-1].copy()),
+    )
+    again, thr_again, _ = final_metrics(model, shuffled, cal_cfg)
+    np.testing.assert_array_equal(thr, thr_again)
+    assert again["calibration_temperature"] == cal["calibration_temperature"]
+
+
 def test_early_stopping_with_patience(learn_data):
     model = _tiny(learn_data)
     cfg = make_train_config(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -75,8 +76,16 @@ def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
     assert info.params["input_repr"] == "signal" and info.params["patch_time"] == 20
     assert info.thresholds is not None and len(info.thresholds) == 5
     assert info.sampling_rate == 100 and info.n_samples == 1000
-    tags = MlflowClient(uri, uri).get_model_version("ecg-vit", versions[0].version).tags
+    assert (info.threshold_policy, info.at_least_one, info.temperature) == ("fixed", True, 1.0)
+    mv = MlflowClient(uri, uri).get_model_version("ecg-vit", versions[0].version)
+    tags = mv.tags
     assert {"ecg_sweep.study", "ecg_sweep.trial", "ecg_sweep.method", "test_macro_auc"} <= set(tags)
+    # the version carries its subgroup table (macro AUROC per sex and age band) as an artifact
+    import mlflow
+
+    where = MlflowClient(uri, uri).get_model_version_download_uri("ecg-vit", mv.version)
+    files = {Path(a.path).name for a in mlflow.artifacts.list_artifacts(artifact_uri=where)}
+    assert "test_subgroups.csv" in files, (mv.source, where, files)
     # A DeiT student distils from the registered champion (teacher by registry URI).
     from ecg_sweep.engine import fit, predict_proba
     from ecg_sweep.models import build_model, get_model_spec, make_train_config, model_info
@@ -87,6 +96,36 @@ def test_registered_model_carries_preprocessing(sweep_data, tmp_path):
     student = build_model(model_info("deit", get_model_spec("deit").presets["tiny"], sweep_data))
     cfg = make_train_config("deit", max_epochs=1, distill_alpha=0.5, distill_temperature=2.0)
     assert fit(student, sweep_data, cfg, teacher=teacher).epochs_run == 1
+
+
+def test_predict_applies_the_models_temperature_thresholds_and_at_least_one_rule(synth_small):
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from ecg_sweep.models import ModelInfo
+    from ecg_sweep.registry import predict_records
+
+    records = [synth_small / f"records100/00000/{i:05d}_lr" for i in (1, 2, 3)]
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, -2.0, -4.0], [1.0, 1.0, -1.0]])
+
+    def model(x):  # fixed logits per record: what is checked is what predict does with them
+        return logits[: len(x)]
+
+    info = ModelInfo(
+        model="vit", params={}, classes=("A", "B", "C"), sampling_rate=100, n_leads=12,
+        n_samples=1000, standardizer={}, thresholds=(0.6, 0.6, 0.6),
+    )  # fmt: skip
+    plain = predict_records(model, info, records)
+    assert [p.labels for p in plain] == [("A", "C"), (), ("A", "B")]
+    hot = dataclasses.replace(info, temperature=2.0, at_least_one=True)
+    preds = predict_records(model, hot, records)
+    expected = torch.sigmoid(logits / 2.0).numpy()
+    np.testing.assert_allclose([list(p.probabilities.values()) for p in preds], expected, rtol=1e-6)
+    # T = 2: C of record 1 drops to sigmoid(0.25) = 0.56 < 0.6; A and B of record 3 stay at
+    # sigmoid(0.5) = 0.62; record 2 passes nothing and gets its most probable class, B
+    assert [p.labels for p in preds] == [("A",), ("B",), ("A", "B")]
 
 
 def test_predict_real_records_and_bad_record(sweep_data, real30, tmp_path):

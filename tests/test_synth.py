@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime as dt
 import filecmp
 import math
@@ -280,6 +281,56 @@ def test_difficulty_knob_changes_learnability():
     assert easy - hard > 0.15
 
 
+def _without_signature(specs) -> tuple[int, int]:
+    findings = [(s, c) for s in specs for c in s.classes if c != "NORM"]
+    return sum(not synth._has_signature(s, c) for s, c in findings), len(findings)
+
+
+def test_label_noise_drops_that_fraction_of_signatures_and_keeps_the_labels():
+    db0, plain = synth._plan(1500, SEED, 0.5)
+    db, noisy = synth._plan(1500, SEED, 0.5, label_noise=0.2)
+    # the same labels, codes and folds: only whether a finding shows in the signal changes
+    assert db["scp_codes"].equals(db0["scp_codes"]) and db["strat_fold"].equals(db0["strat_fold"])
+    absent, n = _without_signature(noisy)
+    assert abs(absent / n - 0.2) < 0.03  # binomial sd at n ~ 1,000 findings: 0.013
+    assert _without_signature(synth._plan(1500, SEED, 0.5, label_noise=0.0)[1])[0] == 0
+    # default: the difficulty's rate (9 % at 0.5), as before the knob existed
+    assert abs(_without_signature(plain)[0] / n - synth._absent_p(0.5)) < 0.03
+
+
+def test_normal_variants_change_only_normal_signals():
+    db0, plain = synth._plan(200, SEED, 0.5)
+    db, varied = synth._plan(200, SEED, 0.5, normal_variants=0.5)
+    assert db.equals(db0)  # the database table (labels, metadata) is the same
+    norm_only = [s for s in varied if s.classes == ("NORM",)]
+    share = sum(s.variant is not None for s in norm_only) / len(norm_only)
+    assert 0.3 < share < 0.7 and all(s.variant is None for s in plain)
+    assert all(s.variant is None for s in varied if s.classes != ("NORM",))
+    with_variant = next(i for i, s in enumerate(varied) if s.variant)
+    without = next(i for i, s in enumerate(varied) if not s.variant)
+    # the variant edits its record's signal; every other record renders exactly as before
+    assert not np.array_equal(
+        synth._render(varied[with_variant]), synth._render(plain[with_variant])
+    )
+    assert np.array_equal(synth._render(varied[without]), synth._render(plain[without]))
+    # every variant renders (none is a no-op)
+    for name in synth.VARIANTS:
+        spec = dataclasses.replace(norm_only[0], variant=name)
+        base = dataclasses.replace(norm_only[0], variant=None)
+        assert np.abs(synth._render(spec) - synth._render(base)).max() > 0.01, name
+
+
+def test_summary_counts_the_dishonesty(tmp_path):
+    s = synthesize(
+        tmp_path / "n", n_records=40, seed=SEED, sampling_rates=(100,), label_noise=1.0,
+        normal_variants=1.0, workers=1,
+    )  # fmt: skip
+    assert s.n_findings > 0 and s.n_findings_without_signature == s.n_findings
+    assert s.n_normal_variants == s.class_counts["NORM"] - sum(
+        1 for combo in load_metadata(s.root).records["labels"] if "NORM" in combo and len(combo) > 1
+    )
+
+
 # --- arguments and atomic writes -------------------------------------------------------------
 
 
@@ -294,6 +345,8 @@ def test_difficulty_knob_changes_learnability():
         ({"sampling_rates": ()}, "sampling_rates=()"),
         ({"workers": 0}, "workers=0"),
         ({"seed": -1}, "seed=-1"),
+        ({"label_noise": 1.2}, "label_noise=1.2"),
+        ({"normal_variants": -0.1}, "normal_variants=-0.1"),
     ],
 )
 def test_bad_arguments_raise_data_error(tmp_path, kwargs, message):

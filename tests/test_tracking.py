@@ -15,7 +15,11 @@ from ecg_sweep.errors import ConfigError
 from ecg_sweep.models import build_model, get_model_spec, model_info
 from ecg_sweep.tracking.client import Tracker, mask_url, resolve_tracking_uri, use_store
 from ecg_sweep.tracking.contract import (
+    MODEL_SUBGROUPS_FILE,
     PARAM_CHANGED_PREFIX,
+    RELIABILITY_PLOT,
+    SUBGROUPS_CSV,
+    SUBGROUPS_MD,
     THRESHOLDS_ARTIFACT,
     experiment_name,
     registered_model_name,
@@ -188,6 +192,22 @@ def test_train_run_params_and_dataset(sweep_data, tmp_path):
     p = run.data.params
     assert (p["device"], p["amp"], p["channels_last"]) == ("cpu", "False", "False")
     assert not any(k.startswith("system/") for k in run.data.metrics)  # not asked for
+    # calibration and subgroups: metrics, the reliability diagram, the subgroup table (in the
+    # run and inside the logged model, which registered versions point to)
+    m = run.data.metrics
+    assert {"test_brier", "test_ece", "calibration_temperature"} <= set(m)
+    assert {"test_baseline_exact_match_accuracy", "test_subgroup_min_macro_auc"} <= set(m)
+    assert m["test_n_sex_male"] + m["test_n_sex_female"] == len(sweep_data.test)
+    files = {
+        a.path for d in ("plots", "metrics") for a in tracker.client.list_artifacts(out.run_id, d)
+    }
+    assert {RELIABILITY_PLOT, SUBGROUPS_CSV, SUBGROUPS_MD} <= files
+    model_id = out.model_uri.split("/", 1)[1]
+    in_model = {a.path for a in tracker.client.list_logged_model_artifacts(model_id)}
+    assert MODEL_SUBGROUPS_FILE in in_model
+    info = out.model.info
+    assert (info.threshold_policy, info.at_least_one) == (cfg.threshold_policy, cfg.at_least_one)
+    assert info.temperature == m["calibration_temperature"] == 1.0  # calibrate is off
 
 
 # --- no code from the model store ---------------------------------------------------------------

@@ -37,6 +37,22 @@ def synth(
         float, typer.Option("--difficulty", help="0 = obvious class signatures, 1 = very hard.")
     ] = 0.5,
     workers: Workers = None,
+    label_noise: Annotated[
+        float | None,
+        typer.Option(
+            "--label-noise",
+            help="Fraction of labelled findings drawn WITHOUT their signal signature, as in real "
+            "PTB-XL (about 0.2 there). Default: the fraction --difficulty implies.",
+        ),
+    ] = None,
+    normal_variants: Annotated[
+        float,
+        typer.Option(
+            "--normal-variants",
+            help="Fraction of NORM-only records carrying a benign variant that resembles a "
+            "finding (early repolarization, high voltage, rSr' in V1, ...): confounders.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a synthetic PTB-XL dataset in the real layout (CSVs + WFDB records at 100/500 Hz)."""
     from ecg_sweep.data.synth import synthesize
@@ -49,11 +65,15 @@ def synth(
             difficulty=difficulty,
             workers=workers,
             progress=progress,
+            label_noise=label_noise,
+            normal_variants=normal_variants,
         )
     counts = ", ".join(f"{k} {v}" for k, v in summary.class_counts.items())
     out.print(
         f"wrote {summary.n_records} records ({summary.n_labelled} labelled: {counts}) to "
-        f"{summary.root} in {summary.seconds:.1f} s"
+        f"{summary.root} in {summary.seconds:.1f} s; "
+        f"{summary.n_findings_without_signature}/{summary.n_findings} findings without their "
+        f"signature, {summary.n_normal_variants} normal records with a benign variant"
     )
 
 

@@ -21,6 +21,7 @@ from ecg_sweep.cli._common import (
 )
 from ecg_sweep.cli.options import (
     CacheDir,
+    Calibrate,
     CostProbe,
     DataDir,
     Device,
@@ -38,6 +39,7 @@ from ecg_sweep.cli.options import (
     SystemMetrics,
     Task,
     Teacher,
+    ThresholdPolicy,
     TrackingUri,
     TrustPickle,
 )
@@ -156,6 +158,8 @@ def optimize_cmd(
     ] = None,
     teacher: Teacher = None,
     trust_pickle: TrustPickle = False,
+    threshold_policy: ThresholdPolicy = None,
+    calibrate: Calibrate = None,
     heartbeat_interval: Annotated[
         int, typer.Option("--heartbeat-interval", help="Seconds between trial heartbeats.")
     ] = 30,
@@ -197,7 +201,7 @@ def optimize_cmd(
     """Search a model's hyperparameters with Optuna; every trial is a nested MLflow run."""
     import optuna
 
-    from ecg_sweep.config import CompressConfig, SweepConfig
+    from ecg_sweep.config import CompressConfig, SweepConfig, TrainConfig
     from ecg_sweep.engine import resolve_device
     from ecg_sweep.errors import ConfigError
     from ecg_sweep.models import get_model_spec, list_models
@@ -221,7 +225,13 @@ def optimize_cmd(
     if search_space:
         section = select_model_section(load_space_file(search_space), model, tuple(list_models()))
         overrides = tuple(section.items())
-    fixed = tuple(parse_set_options(model, sets or []).items())
+    decision = {
+        k: v
+        for k, v in (("threshold_policy", threshold_policy), ("calibrate", calibrate))
+        if v is not None
+    }
+    TrainConfig(**decision)  # an unknown policy fails before any data is read
+    fixed = tuple({**parse_set_options(model, sets or []), **decision}.items())
     cfg = SweepConfig(
         model=model,
         n_trials=n_trials,

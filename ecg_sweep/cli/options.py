@@ -34,6 +34,8 @@ __all__ = [
     "SystemMetrics",
     "Task",
     "Teacher",
+    "ThresholdPolicy",
+    "Calibrate",
     "TrackingUri",
     "TrustPickle",
     "Workers",
@@ -90,6 +92,22 @@ TrustPickle = Annotated[
         "--trust-pickle",
         help="Load a model that only unpickles (or runs as TorchScript): that runs code stored "
         "in the model. Only for stores whose every writer you trust.",
+    ),
+]
+ThresholdPolicy = Annotated[
+    str | None,
+    typer.Option(
+        "--threshold-policy",
+        help="How validation sets the decision thresholds: exact_match (jointly, for subset "
+        "accuracy), f1 (per class) or fixed (0.5). Default: the training default (see README).",
+    ),
+]
+Calibrate = Annotated[
+    bool | None,
+    typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Temperature scaling fitted on validation, stored in the model and applied by "
+        "predict (default: off).",
     ),
 ]
 Device = Annotated[

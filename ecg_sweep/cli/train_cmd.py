@@ -12,6 +12,7 @@ from rich.table import Table
 from ecg_sweep.cli._common import ProgressDisplay, out, parse_set_options, prepare_data
 from ecg_sweep.cli.options import (
     CacheDir,
+    Calibrate,
     DataDir,
     Device,
     Experiment,
@@ -23,6 +24,7 @@ from ecg_sweep.cli.options import (
     SystemMetrics,
     Task,
     Teacher,
+    ThresholdPolicy,
     TrackingUri,
     TrustPickle,
 )
@@ -87,6 +89,8 @@ def train_cmd(
     max_epochs: Annotated[int, typer.Option("--max-epochs", help="Upper bound on epochs.")] = 20,
     teacher: Teacher = None,
     trust_pickle: TrustPickle = False,
+    threshold_policy: ThresholdPolicy = None,
+    calibrate: Calibrate = None,
     pretrained_weights: Annotated[
         Path | None,
         typer.Option(
@@ -120,6 +124,10 @@ def train_cmd(
 
     spec = get_model_spec(model)
     model_over, train_over = split_params(parse_set_options(model, sets or []))
+    if threshold_policy is not None:
+        train_over["threshold_policy"] = threshold_policy
+    if calibrate is not None:
+        train_over["calibrate"] = calibrate
     params = spec.params(preset, **model_over)
     cfg = make_train_config(
         model, **{"max_epochs": max_epochs, "seed": seed, "device": device, **train_over}

@@ -25,9 +25,15 @@ from ecg_sweep.compression.measure import file_size, measure_latency, torch_thre
 from ecg_sweep.compression.methods import BuildContext, Method, Variant, resolve_methods
 from ecg_sweep.config import TRAIN_FIELDS, CompressConfig, TrainConfig
 from ecg_sweep.data.dataset import PreparedData
-from ecg_sweep.engine import ProgressHook, predict_proba, resolve_device, seed_everything
+from ecg_sweep.engine import (
+    ProgressHook,
+    predict_proba,
+    rescale,
+    resolve_device,
+    seed_everything,
+)
 from ecg_sweep.errors import ConfigError, TrackingError
-from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, tune_thresholds
+from ecg_sweep.metrics import classification_report, macro_auc, macro_f1, thresholds_for_policy
 from ecg_sweep.models import ECGClassifier, ModelInfo, load_checkpoint, make_train_config
 from ecg_sweep.tracking.client import Tracker, try_store_lock
 from ecg_sweep.tracking.contract import (
@@ -177,6 +183,23 @@ def _check_data(info: ModelInfo, data: PreparedData) -> None:
         )
 
 
+def _with_run_decision(run, info: ModelInfo) -> ModelInfo:
+    """A trial checkpoint is saved before the final evaluation decides: take the decision the
+    run logged (its ``threshold_policy`` / ``at_least_one`` params and its
+    ``calibration_temperature``), where the info has none."""
+    if info.threshold_policy is not None:
+        return info
+    p, m = run.data.params, run.data.metrics
+    if "threshold_policy" not in p:
+        return info  # logged before policies existed: _decision falls back to the defaults
+    return dataclasses.replace(
+        info,
+        threshold_policy=p["threshold_policy"],
+        at_least_one=p.get("at_least_one", "True") == "True",
+        temperature=float(m.get("calibration_temperature", 1.0)),
+    )
+
+
 def _finetune_config(run, info: ModelInfo, cfg: CompressConfig) -> TrainConfig:
     """The trial's optimizer settings (its params), ``finetune_epochs`` long, lr scaled down."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -202,10 +225,33 @@ def _finetune_config(run, info: ModelInfo, cfg: CompressConfig) -> TrainConfig:
 # --- measuring --------------------------------------------------------------------------------
 
 
+def _info(variant: Variant) -> ModelInfo | None:
+    info = getattr(variant.module, "info", None)
+    if info is None and variant.float_model is not None:
+        info = variant.float_model.info
+    return info
+
+
+def _decision(variant: Variant) -> tuple[str, bool, float]:
+    """(threshold policy, at-least-one rule, temperature) of the source model: what its info
+    says, else (a trial checkpoint, saved before the final evaluation) the training defaults."""
+    info = _info(variant)
+    if info is None or info.threshold_policy is None:
+        default = TrainConfig()
+        return (
+            default.threshold_policy,
+            default.at_least_one,
+            1.0 if info is None else info.temperature,
+        )
+    return info.threshold_policy, info.at_least_one, info.temperature
+
+
 def _accuracy(
     variant: Variant, data: PreparedData, cfg: CompressConfig, progress: ProgressHook | None = None
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Validation-tuned thresholds for this variant, then validation and test metrics."""
+    """Validation-tuned thresholds for this variant, then validation and test metrics, decided
+    as :func:`_decision` says."""
+    policy, rule, temperature = _decision(variant)
 
     def phase(what: str):
         return None if progress is None else lambda d, t: progress(what, d, t)
@@ -217,12 +263,13 @@ def _accuracy(
         test_p = predict_proba(
             variant.module, data.test.x, "cpu", amp=False, progress=phase("score test")
         )
-    thresholds = tune_thresholds(data.val.y, val_p)
+    val_p, test_p = rescale(val_p, temperature), rescale(test_p, temperature)
+    thresholds = thresholds_for_policy(policy, data.val.y, val_p, rule)
     metrics = {
         "val_macro_auc": macro_auc(data.val.y, val_p),
-        "val_macro_f1": macro_f1(data.val.y, val_p, thresholds),
+        "val_macro_f1": macro_f1(data.val.y, val_p, thresholds, rule),
         **classification_report(
-            data.test.y, test_p, thresholds, data.classes, "test", cfg.n_bootstrap, cfg.seed
+            data.test.y, test_p, thresholds, data.classes, "test", cfg.n_bootstrap, cfg.seed, rule
         ),
     }
     return metrics, thresholds
@@ -368,6 +415,7 @@ def _compress_held(
     best_run_id = run.info.run_id
     with tempfile.TemporaryDirectory(prefix="ecg-sweep-compress-") as tmp:
         model = _load_trial_model(tracker, best_run_id, tmp)
+        model.info = _with_run_decision(run, model.info)
         _check_data(model.info, data)
         train_cfg = _finetune_config(run, model.info, cfg)
         built = _build_all(tracker, run, model, chosen, data, cfg, train_cfg, Path(tmp), progress)
@@ -554,9 +602,10 @@ def _measure_and_log(
         m = metrics[b.method.name]
         m.update(_relative(m, base))
         b.row.metrics = m
-        info = (
-            getattr(b.variant.module, "info", None) or b.variant.float_model.info
-        ).with_thresholds(b.thresholds)
+        policy, rule, temperature = _decision(b.variant)
+        info = _info(b.variant).with_thresholds(
+            b.thresholds, threshold_policy=policy, at_least_one=rule, temperature=temperature
+        )
         info = dataclasses.replace(info, extra={**info.extra, "compression": b.method.name})
         params = {**b.variant.params, "runtime": b.variant.runtime, "format": b.variant.format}
         b.row.params = params

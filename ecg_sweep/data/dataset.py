@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from ecg_sweep.data.cache import BadRecord, load_signals
 from ecg_sweep.data.ptbxl import SAMPLING_RATES, binarize, load_metadata
@@ -32,6 +33,10 @@ class Split:
     x: np.ndarray  # (N, 12, T) float16 millivolts, unstandardized
     y: np.ndarray  # (N, C) float32 multi-hot
     ecg_ids: np.ndarray  # (N,) int64
+    # PTB-XL ``sex`` (0 male, 1 female) and ``age`` (years; 300 = over 89), float64 with NaN
+    # where missing (or the database lacks the column): the subgroups of the test metrics
+    sex: np.ndarray | None = None
+    age: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ecg_ids)
@@ -108,6 +113,12 @@ class PreparedData:
         return self.train.x.shape[2]
 
 
+def _column(part: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in part.columns:
+        return np.full(len(part), np.nan)
+    return pd.to_numeric(part[name], errors="coerce").to_numpy(dtype=np.float64)
+
+
 def prepare(cfg: DataConfig, progress: Callable[[int, int], None] | None = None) -> PreparedData:
     """Load (decoding into the cache once) and split the dataset described by ``cfg``."""
     if cfg.root is None:
@@ -159,6 +170,8 @@ def prepare(cfg: DataConfig, progress: Callable[[int, int], None] | None = None)
             x=np.ascontiguousarray(cache.signals[rows]),
             y=binarize(part["labels"], meta.classes),
             ecg_ids=ids,
+            sex=_column(part, "sex"),
+            age=_column(part, "age"),
         )
     std = Standardizer.fit(splits["train"].x, cfg.standardize)
     return PreparedData(

@@ -26,6 +26,18 @@ How a record is made
 
 ``difficulty`` (0 obvious .. 1 very hard) scales signature strength down, the normal variability
 and noise up, and raises the chance that a label's signature is absent.
+
+Two knobs make the data as dishonest as real PTB-XL (both off by default, so that the same
+arguments keep giving the same files):
+
+- ``label_noise`` P: a fraction P of the labelled findings (MI, STTC, CD, HYP) are drawn without
+  their signal signature, whatever the difficulty (labels a model cannot see, as in PTB-XL, where
+  about a fifth of the findings have no visible sign). Without it the fraction follows
+  ``difficulty`` (2 % .. 30 %).
+- ``normal_variants`` P: a fraction P of the NORM-only records carry one borderline benign
+  variant that resembles a finding (early repolarization, juvenile T inversion, high voltage of
+  the young, rSr' in V1, borderline PR, a septal q in III): confounders that stay labelled NORM.
+  Drawn from their own generators, so the labels and every other trait stay the same.
 """
 
 from __future__ import annotations
@@ -201,6 +213,15 @@ SIGNATURE_JITTER = (0.6, 1.4)  # per-code uniform factor: amplitudes vary record
 VARIABILITY_SCALE = (0.7, 1.3)  # spread of normal parameters at difficulty 0 and 1
 NOISE_SCALE = (0.6, 1.4)
 ABSENT_P = (0.02, 0.30)  # probability a label's signature is absent at difficulty 0 and 1
+# Normal variants: each is a weak form of a finding's signature on a NORM record.
+NORMAL_VARIANTS_P: dict[str, float] = {
+    "early_repolarization": 0.25,  # ST elevation V2-V4 (resembles injury, MI)
+    "juvenile_t_inversion": 0.2,  # T inversion V1-V3 (resembles NDT / ischaemia, STTC)
+    "high_voltage": 0.2,  # tall QRS of the young and thin (resembles LVH, HYP)
+    "rsr_v1": 0.15,  # small late R' in V1 without widening (resembles IRBBB, CD)
+    "borderline_pr": 0.1,  # PR 190-210 ms (resembles 1AVB, CD)
+    "septal_q_iii": 0.1,  # narrow q in III / aVF (resembles IMI, MI)
+}
 
 
 def _lerp(pair: tuple[float, float], d: float) -> float:
@@ -278,13 +299,21 @@ STTC_REGIONS: dict[str, float] = {
 
 @dataclass(frozen=True)
 class SynthSummary:
-    """What :func:`synthesize` wrote: counts are the intended superclass labels."""
+    """What :func:`synthesize` wrote: counts are the intended superclass labels.
+
+    ``n_findings``: labelled findings (MI, STTC, CD, HYP labels over all records), of which
+    ``n_findings_without_signature`` carry no signal signature; ``n_normal_variants``: NORM-only
+    records with a benign variant.
+    """
 
     root: Path
     n_records: int
     n_labelled: int
     class_counts: dict[str, int]
     seconds: float
+    n_findings: int = 0
+    n_findings_without_signature: int = 0
+    n_normal_variants: int = 0
 
 
 def synthesize(
@@ -295,27 +324,38 @@ def synthesize(
     sampling_rates: tuple[int, ...] = (100, 500),
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    label_noise: float | None = None,
+    normal_variants: float = 0.0,
 ) -> SynthSummary:
     """Write a synthetic PTB-XL dataset of ``n_records`` records to the new folder ``out``.
 
     The output has the exact PTB-XL 1.0.3 layout (``ptbxl_database.csv``, ``scp_statements.csv``,
     ``records100/``, ``records500/``) and is identical for the same arguments, whatever
     ``workers`` is. ``difficulty`` in [0, 1] scales how visible the diagnostic signatures are
-    (0 obvious, 1 very hard). ``progress(done, total)`` is called as records are written.
+    (0 obvious, 1 very hard). ``label_noise`` in [0, 1]: the fraction of labelled findings drawn
+    without their signature (None: the rate ``difficulty`` implies). ``normal_variants`` in
+    [0, 1]: the fraction of NORM-only records given a benign look-alike variant.
+    ``progress(done, total)`` is called as records are written.
     The dataset appears atomically: it is built in a hidden sibling folder and renamed to ``out``;
     on any error nothing is left behind.
 
     Raises:
         DataError: ``out`` exists and is not an empty folder, ``n_records`` < 10, a negative
-            ``seed``, ``difficulty`` outside [0, 1], a sampling rate other than 100 or 500,
-            ``workers`` < 1, or the folder cannot be written.
+            ``seed``, ``difficulty``, ``label_noise`` or ``normal_variants`` outside [0, 1], a
+            sampling rate other than 100 or 500, ``workers`` < 1, or the folder cannot be
+            written.
     """
     started = time.perf_counter()
     out = Path(out).expanduser().absolute()
     rates = _validate(out, n_records, seed, difficulty, sampling_rates, workers)
+    for name, value in (("label_noise", label_noise), ("normal_variants", normal_variants)):
+        if value is not None and not (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+        ):
+            raise DataError(f"{name}={value!r}: must be between 0 and 1")
     workers = max(1, min(workers or os.cpu_count() or 1, n_records))
 
-    db, specs = _plan(n_records, seed, difficulty)
+    db, specs = _plan(n_records, seed, difficulty, label_noise, normal_variants)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -345,13 +385,21 @@ def synthesize(
     for s in specs:
         for c in s.classes:
             counts[c] += 1
+    findings = [(s, c) for s in specs for c in s.classes if c != "NORM"]
     return SynthSummary(
         root=out,
         n_records=n_records,
         n_labelled=sum(1 for s in specs if s.classes),
         class_counts=counts,
         seconds=time.perf_counter() - started,
+        n_findings=len(findings),
+        n_findings_without_signature=sum(1 for s, c in findings if not _has_signature(s, c)),
+        n_normal_variants=sum(1 for s in specs if s.variant),
     )
+
+
+def _has_signature(spec: _RecordSpec, cls: str) -> bool:
+    return any(_CLASS_OF_CODE.get(code) == cls and v > 0 for code, v in spec.strengths)
 
 
 def _validate(
@@ -416,6 +464,7 @@ class _RecordSpec:
     static_noise: bool
     burst_noise: bool
     recorded: dt.datetime
+    variant: str | None = None  # a benign normal variant (NORMAL_VARIANTS_P), NORM-only records
 
 
 def _choice(rng: np.random.Generator, weights: dict):
@@ -501,9 +550,17 @@ def _noise_text(rng: np.random.Generator, flag: bool) -> str | float:
     return NOISE_LEAD_TEXT[rng.integers(len(NOISE_LEAD_TEXT))] if flag else np.nan
 
 
-def _plan(n: int, seed: int, difficulty: float) -> tuple[pd.DataFrame, list[_RecordSpec]]:
+def _plan(
+    n: int,
+    seed: int,
+    difficulty: float,
+    label_noise: float | None = None,
+    normal_variants: float = 0.0,
+) -> tuple[pd.DataFrame, list[_RecordSpec]]:
     """The database table and one :class:`_RecordSpec` per record (ecg_id 1..n)."""
     rng = np.random.default_rng(seed)
+    # own stream: turning variants on changes no other draw (labels, folds, signatures)
+    rng_variant = np.random.default_rng([seed, _VARIANT_STREAM])
     quotas = _quotas(n, LABEL_COMBINATIONS)
     combos = [c for c, k in quotas.items() for _ in range(k)]
     labels: list[tuple[str, ...]] = [combos[i] for i in rng.permutation(n)]
@@ -533,7 +590,7 @@ def _plan(n: int, seed: int, difficulty: float) -> tuple[pd.DataFrame, list[_Rec
     for i, p in enumerate(patient):
         first_seen.setdefault(int(p), recorded[i])
 
-    absent_p = _absent_p(difficulty)
+    absent_p = _absent_p(difficulty) if label_noise is None else float(label_noise)
     scale = _lerp(SIGNATURE_SCALE, difficulty)
     descriptions = _descriptions()
     rows, specs = [], []
@@ -572,6 +629,9 @@ def _plan(n: int, seed: int, difficulty: float) -> tuple[pd.DataFrame, list[_Rec
         age = AGE_OVER_89 if over_89[p] else float(min(89, int(base_age[p]) + years))
         drift, static, burst = rng.random(3) < (BASELINE_DRIFT_P, STATIC_NOISE_P, BURST_NOISE_P)
         fold = int(folds[i])
+        variant = None
+        if classes == ("NORM",) and rng_variant.random() < normal_variants:
+            variant = _choice(rng_variant, NORMAL_VARIANTS_P)
         rows.append(
             {
                 "ecg_id": ecg_id,
@@ -622,6 +682,7 @@ def _plan(n: int, seed: int, difficulty: float) -> tuple[pd.DataFrame, list[_Rec
                 static_noise=bool(static),
                 burst_noise=bool(burst),
                 recorded=recorded[i],
+                variant=variant,
             )
         )
     db = pd.DataFrame(rows, columns=list(DATABASE_COLUMNS))
@@ -829,6 +890,43 @@ SIGNATURES: dict[str, Callable[[_Beat, float, np.random.Generator], None]] = {
     "LAFB": _axis_block, "LPFB": _axis_block, "1AVB": _first_degree_av, "IVCD": _ivcd,
     "LVH": _lvh, "RVH": _rvh, "LAO/LAE": _lae, "RAO/RAE": _rae,
 }  # fmt: skip
+
+
+def _early_repolarization(b: _Beat, rng: np.random.Generator) -> None:
+    b.st_vec = b.st_vec + _unit((0.2, 0.3, 1.0)) * rng.uniform(0.06, 0.14)
+
+
+def _juvenile_t_inversion(b: _Beat, rng: np.random.Generator) -> None:
+    _invert_t(b, _region("anteroseptal"), rng.uniform(0.6, 1.2), rng.uniform(0.02, 0.08))
+
+
+def _high_voltage(b: _Beat, rng: np.random.Generator) -> None:
+    _scale_qrs(b, rng.uniform(1.2, 1.45))
+
+
+def _rsr_v1(b: _Beat, rng: np.random.Generator) -> None:
+    late = _unit((-0.55, 0.05, 0.83)) * RBBB_R_PRIME_MV * rng.uniform(0.15, 0.3)
+    b.extra.append((0.03, 0.01, late))
+
+
+def _borderline_pr(b: _Beat, rng: np.random.Generator) -> None:
+    b.pr = rng.uniform(0.19, 0.21)
+
+
+def _septal_q_iii(b: _Beat, rng: np.random.Generator) -> None:
+    u = _region("inferior")
+    b.extra.append((-0.02, 0.007, -u * MI_Q_MV * rng.uniform(0.2, 0.4) * b.qrs_amp / QRS_AMP_MV))
+
+
+# Benign normal variants (``normal_variants``): name -> how it edits a NORM beat.
+VARIANTS: dict[str, Callable[[_Beat, np.random.Generator], None]] = {
+    "early_repolarization": _early_repolarization,
+    "juvenile_t_inversion": _juvenile_t_inversion,
+    "high_voltage": _high_voltage,
+    "rsr_v1": _rsr_v1,
+    "borderline_pr": _borderline_pr,
+    "septal_q_iii": _septal_q_iii,
+}
 # Order in which signatures apply (conduction first: it reshapes what the others modify).
 _SIGNATURE_ORDER = ("CD", "HYP", "MI", "STTC", "NORM")
 _CLASS_OF_CODE = {code: cls for cls, table in CLASS_CODES.items() for code in table}
@@ -1038,6 +1136,10 @@ def _render(spec: _RecordSpec) -> np.ndarray:
         for code, strength in spec.strengths:
             if _CLASS_OF_CODE.get(code) == cls and strength > 0:
                 SIGNATURES[code](beat, strength, rng)
+    if spec.variant:
+        VARIANTS[spec.variant](
+            beat, np.random.default_rng([spec.seed, _VARIANT_STREAM, spec.ecg_id])
+        )
     times, rr = _beat_times(spec, rng)
     template = _template(beat, rr, rot, leads)  # (12, L)
     pre = round(TEMPLATE_PRE_S * GEN_FS)
@@ -1071,6 +1173,7 @@ def _render(spec: _RecordSpec) -> np.ndarray:
 
 
 _PATIENT_STREAM = 7919  # separates the per-patient generator from the per-record ones
+_VARIANT_STREAM = 104729  # the normal-variant generators (plan and render)
 
 
 def _resample(ecg_500: np.ndarray, fs: int) -> np.ndarray:

@@ -51,6 +51,13 @@ class ModelInfo:
     standardizer: dict[str, Any]  # Standardizer.as_dict()
     thresholds: tuple[float, ...] | None = None  # per-class, tuned on validation
     extra: dict[str, Any] = field(default_factory=dict)
+    # How labels are decided (metrics.THRESHOLD_POLICIES; None: unknown, a model logged before
+    # policies existed) and whether a record where no class passes gets its most probable one.
+    threshold_policy: str | None = None
+    at_least_one: bool = False
+    # Temperature scaling fitted on validation: probabilities are sigmoid(logits / temperature)
+    # (1.0: uncalibrated). The thresholds apply to these probabilities.
+    temperature: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -70,9 +77,13 @@ class ModelInfo:
     def context(self) -> SpaceContext:
         return SpaceContext(n_leads=self.n_leads, n_samples=self.n_samples)
 
-    def with_thresholds(self, thresholds: Any) -> ModelInfo:
-        """This info with per-class decision thresholds (tuned on validation)."""
-        return dataclasses.replace(self, thresholds=tuple(float(t) for t in thresholds))
+    def with_thresholds(self, thresholds: Any, **decision: Any) -> ModelInfo:
+        """This info with per-class decision thresholds (tuned on validation) and optionally
+        ``threshold_policy``, ``at_least_one`` and ``temperature``."""
+        unknown = set(decision) - {"threshold_policy", "at_least_one", "temperature"}
+        if unknown:
+            raise TypeError(f"with_thresholds: unexpected {sorted(unknown)}")
+        return dataclasses.replace(self, thresholds=tuple(float(t) for t in thresholds), **decision)
 
 
 def model_info(

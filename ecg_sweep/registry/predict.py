@@ -10,6 +10,7 @@ import torch
 
 from ecg_sweep.data.records import read_record
 from ecg_sweep.errors import ConfigError
+from ecg_sweep.metrics import apply_thresholds
 from ecg_sweep.models import ModelInfo
 
 __all__ = ["Prediction", "predict_records", "record_stem"]
@@ -31,7 +32,10 @@ def record_stem(path: str | Path) -> Path:
 def predict_records(
     model, info: ModelInfo, records: list[str | Path], batch_size: int = 64
 ) -> list[Prediction]:
-    """Read, validate and classify records with the preprocessing stored in ``info``.
+    """Read, validate and classify records with the preprocessing and decision stored in
+    ``info``: probabilities ``sigmoid(logits / info.temperature)``, a label where a probability
+    reaches its class threshold, and with ``info.at_least_one`` the most probable class where
+    none does.
 
     A record whose sampling rate, lead count or length differs from what the model was trained
     on is rejected with a one-line error naming the file (nothing is resampled silently).
@@ -48,12 +52,14 @@ def predict_records(
     with torch.no_grad():
         for i in range(0, len(signals), batch_size):
             logits = model(torch.from_numpy(signals[i : i + batch_size]).float())
-            probs.append(torch.sigmoid(torch.as_tensor(logits).float()).numpy())
+            logits = torch.as_tensor(logits).float() / float(info.temperature)
+            probs.append(torch.sigmoid(logits).numpy())
     p = np.concatenate(probs)
     thresholds = np.asarray(info.thresholds if info.thresholds else [0.5] * len(info.classes))
+    decided = apply_thresholds(p, thresholds, at_least_one=info.at_least_one)
     out = []
-    for stem, row in zip(stems, p, strict=True):
-        labels = tuple(c for c, v, t in zip(info.classes, row, thresholds, strict=True) if v >= t)
+    for stem, row, chosen in zip(stems, p, decided, strict=True):
+        labels = tuple(c for c, d in zip(info.classes, chosen, strict=True) if d)
         out.append(
             Prediction(str(stem), dict(zip(info.classes, map(float, row), strict=True)), labels)
         )

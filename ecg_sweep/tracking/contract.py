@@ -68,6 +68,10 @@ __all__ = [
     "PER_CLASS_CSV",
     "PER_CLASS_MD",
     "ROC_PLOT",
+    "RELIABILITY_PLOT",
+    "SUBGROUPS_CSV",
+    "SUBGROUPS_MD",
+    "MODEL_SUBGROUPS_FILE",
     "SEARCH_SPACE_ARTIFACT",
     "BEST_PARAMS_ARTIFACT",
     "TRIALS_ARTIFACT",
@@ -163,6 +167,10 @@ THRESHOLDS_ARTIFACT = "thresholds.json"  # {"classes": [...], "thresholds": [...
 PER_CLASS_CSV = "metrics/test_per_class.csv"
 PER_CLASS_MD = "metrics/test_per_class.md"
 ROC_PLOT = "plots/roc_test.png"
+RELIABILITY_PLOT = "plots/reliability_test.png"  # calibration: one curve per class, test fold
+SUBGROUPS_CSV = "metrics/test_subgroups.csv"  # macro AUROC and count per sex / age band
+SUBGROUPS_MD = "metrics/test_subgroups.md"
+MODEL_SUBGROUPS_FILE = "test_subgroups.csv"  # the same table inside the logged model (versions)
 SEARCH_SPACE_ARTIFACT = "search_space.json"  # on the study run
 BEST_PARAMS_ARTIFACT = "best_params.json"
 TRIALS_ARTIFACT = "trials.json"

@@ -24,16 +24,20 @@ from ecg_sweep.engine import (
     seed_everything,
 )
 from ecg_sweep.models import ECGClassifier, ModelInfo, build_model, get_model_spec, model_info
-from ecg_sweep.reporting import per_class_table, roc_figure
+from ecg_sweep.reporting import per_class_table, reliability_figure, roc_figure, subgroup_table
 from ecg_sweep.tracking.client import Tracker
 from ecg_sweep.tracking.contract import (
     KIND_TAG,
     KIND_TRAIN,
+    MODEL_SUBGROUPS_FILE,
     MODEL_TAG,
     MODEL_URI_TAG,
     PER_CLASS_CSV,
     PER_CLASS_MD,
+    RELIABILITY_PLOT,
     ROC_PLOT,
+    SUBGROUPS_CSV,
+    SUBGROUPS_MD,
     train_run_name,
 )
 from ecg_sweep.tracking.model_store import load_teacher, log_model, log_thresholds
@@ -80,25 +84,57 @@ def evaluate_and_log(
     cfg: TrainConfig,
     log_the_model: bool = True,
 ) -> tuple[dict[str, float], str | None]:
-    """Test-fold metrics with CI, ROC curves, per-class table, thresholds and the model of a run.
+    """Test-fold metrics with CI, calibration and subgroups; ROC curves, reliability diagram,
+    per-class and subgroup tables, thresholds and the model of a run.
 
-    The validation-tuned thresholds are stored in the model's info, so they travel with it.
-    Returns (metrics, model URI or None).
+    The validation-tuned decision (thresholds, policy, at-least-one rule, temperature) is stored
+    in the model's info, so it travels with it; the subgroup table is also logged inside the
+    model, so registered versions carry it. Returns (metrics, model URI or None).
     """
     metrics, thresholds, probs = final_metrics(model, data, cfg)
     tracker.log_metrics(run_id, metrics)
-    model.info = model.info.with_thresholds(thresholds)
-    table = per_class_table(data.test.y, probs["test"], thresholds, data.classes)
+    model.info = model.info.with_thresholds(
+        thresholds,
+        threshold_policy=cfg.threshold_policy,
+        at_least_one=cfg.at_least_one,
+        temperature=metrics["calibration_temperature"],
+    )
+    test_y, test_p = data.test.y, probs["test"]
+    table = per_class_table(test_y, test_p, thresholds, data.classes)
     tracker.log_text(run_id, table.to_csv(index=False), PER_CLASS_CSV)
     tracker.log_text(run_id, table.to_markdown(index=False), PER_CLASS_MD)
+    tracker.log_figure(run_id, roc_figure(test_y, test_p, data.classes, "ROC, test fold"), ROC_PLOT)
     tracker.log_figure(
-        run_id, roc_figure(data.test.y, probs["test"], data.classes, "ROC, test fold"), ROC_PLOT
+        run_id,
+        reliability_figure(test_y, test_p, data.classes, "Reliability, test fold"),
+        RELIABILITY_PLOT,
     )
+    groups = None
+    if data.test.sex is not None and data.test.age is not None:
+        groups = subgroup_table(test_y, test_p, data.test.sex, data.test.age)
+        tracker.log_text(run_id, groups.to_csv(index=False), SUBGROUPS_CSV)
+        tracker.log_text(run_id, groups.to_markdown(index=False), SUBGROUPS_MD)
     log_thresholds(tracker, run_id, data.classes, thresholds)
     uri = None
     if log_the_model:
         uri = log_model(tracker, run_id, model, model.info, data.test.x[:2])
+        if groups is not None:
+            _log_into_model(tracker, uri, groups.to_csv(index=False), MODEL_SUBGROUPS_FILE)
     return metrics, uri
+
+
+def _log_into_model(tracker: Tracker, model_uri: str, text: str, name: str) -> None:
+    """A text file among the artifacts of the logged model ``models:/m-<id>`` (what a
+    registered version points to)."""
+    if not model_uri.startswith("models:/m-"):
+        return
+    import tempfile
+
+    model_id = model_uri.split("/", 1)[1]
+    with tempfile.TemporaryDirectory(prefix="ecg-sweep-model-file-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text, encoding="utf-8")
+        tracker.client.log_model_artifact(model_id, str(path))
 
 
 @dataclass
