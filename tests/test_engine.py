@@ -141,13 +141,30 @@ def test_teacher_for_a_single_head_model(learn_data):
     assert mixed[0]["train_loss"] != pytest.approx(plain[0]["train_loss"])
 
 
+def test_resnet1d_checkpoint_teaches_deit(learn_data, tmp_path):
+    """``--teacher`` accepts a resnet1d checkpoint: it loads frozen and a DeiT student distils
+    from it (the teacher's influence itself is covered by test_deit_distillation_from_teacher)."""
+    from ecg_sweep.models import save_checkpoint
+    from ecg_sweep.tracking.model_store import load_teacher
+
+    teacher = _tiny(learn_data, "resnet1d")
+    fit(teacher, learn_data, make_train_config("resnet1d", max_epochs=1, batch_size=128))
+    path = save_checkpoint(teacher, tmp_path / "resnet1d.pt")
+    loaded = load_teacher(str(path), "deit")
+    assert loaded.info.model == "resnet1d"
+    assert not any(p.requires_grad for p in loaded.parameters())
+    cfg = make_train_config("deit", max_epochs=1, batch_size=128, distill_alpha=0.3)
+    res = fit(_tiny(learn_data, "deit"), learn_data, cfg, teacher=loaded)
+    assert np.isfinite(res.history[0]["train_loss"]) and np.isfinite(res.best_val_macro_auc)
+
+
 # --- every family must learn (the reference ConvNeXt scored the NORM-for-everyone baseline) ---------
 
 LEARN_CASES = [
     (name, repr_)
     for name in ("vit", "deit", "efficientnetv2", "convnext")
     for repr_ in ("signal", "image")
-]
+] + [("resnet1d", "signal")]
 
 
 @pytest.mark.parametrize(("name", "repr_"), LEARN_CASES)
