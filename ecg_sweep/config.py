@@ -67,6 +67,16 @@ class TrainConfig:
     distill_alpha: float = 0.5  # DeiT with a teacher: weight of the label loss
     distill_temperature: float = 2.0
     n_bootstrap: int = 1000  # resamples for the test macro AUROC confidence interval
+    # Signal augmentation of training batches (never validation or test), seeded by ``seed``.
+    # Strengths are relative: amplitude factor U(1 - s, 1 + s); noise and baseline wander as a
+    # share of the record's standard deviation; time shift as a share of the record length
+    # (circular); lead dropout as the probability of zeroing each lead.
+    augment: bool = False
+    aug_scale: float = 0.1
+    aug_noise: float = 0.05
+    aug_wander: float = 0.1
+    aug_shift: float = 0.1
+    aug_lead_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         _check(
@@ -87,6 +97,11 @@ class TrainConfig:
                 (0 <= self.distill_alpha <= 1, "distill_alpha must be in [0, 1]"),
                 (self.distill_temperature > 0, "distill_temperature must be > 0"),
                 (self.n_bootstrap >= 0, "n_bootstrap must be >= 0"),
+                *(
+                    (0 <= getattr(self, k) <= 1, f"{k} must be in [0, 1]")
+                    for k in ("aug_scale", "aug_noise", "aug_wander", "aug_shift")
+                ),
+                (0 <= self.aug_lead_dropout < 1, "aug_lead_dropout must be in [0, 1)"),
             ]
         )
 

@@ -223,3 +223,65 @@ def test_progress_hook_sees_every_batch_and_stays_out_of_the_throughput(learn_da
         slowed.train_samples_per_s,
         fast.train_samples_per_s,
     )
+
+
+# --- the training recipe: augmentation ------------------------------------------------------------
+
+AUG_OFF = dict(aug_scale=0.0, aug_noise=0.0, aug_wander=0.0, aug_shift=0.0, aug_lead_dropout=0.0)
+
+
+def _aug(x, seed=0, **parts):
+    from ecg_sweep.config import TrainConfig
+    from ecg_sweep.engine import augment_batch
+
+    cfg = TrainConfig(augment=True, **{**AUG_OFF, **parts})
+    return augment_batch(x, cfg, torch.Generator().manual_seed(seed), 100)
+
+
+def test_augmentations_each_do_what_they_say_and_are_seeded(learn_data):
+    x = torch.from_numpy(learn_data.train.x[:8]).float()
+    assert torch.equal(_aug(x), x)  # every strength 0: untouched
+    full = dict(aug_scale=0.1, aug_noise=0.05, aug_wander=0.1, aug_shift=0.1, aug_lead_dropout=0.2)
+    a, b = _aug(x, 1, **full), _aug(x, 1, **full)
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
+    assert not torch.equal(a, _aug(x, 2, **full))
+    scaled = _aug(x, aug_scale=0.1)
+    for rec, orig in zip(scaled, x, strict=True):  # one factor per record, within 1 +- 0.1
+        ratio = rec[orig.abs() > 1e-3] / orig[orig.abs() > 1e-3]
+        assert ratio.max() - ratio.min() < 1e-3
+        assert 0.9 - 1e-4 <= ratio.mean() <= 1.1 + 1e-4
+    noise = _aug(x, aug_noise=0.1) - x
+    assert torch.allclose(noise.std(dim=(1, 2)), 0.1 * x.std(dim=(1, 2)), rtol=0.1)
+    wander = _aug(x, aug_wander=0.3) - x  # the same slow wave on every lead
+    assert torch.allclose(wander, wander[:, :1].expand_as(wander), atol=1e-5)
+    assert wander.abs().amax() > 0
+    shifted = _aug(x, aug_shift=0.2)  # a circular shift keeps every record's values
+    assert torch.allclose(shifted.sort(dim=2).values, x.sort(dim=2).values)
+    assert not torch.equal(shifted, x)
+    dropped = _aug(x, aug_lead_dropout=0.5)
+    zero_leads = (dropped.abs().amax(dim=2) == 0).sum().item()
+    assert 0 < zero_leads < 8 * 12
+    kept = dropped.abs().amax(dim=2) > 0
+    assert torch.equal(dropped[kept], x[kept])
+
+
+def test_fit_augments_training_batches_only(learn_data, monkeypatch):
+    import ecg_sweep.engine as engine
+
+    seen = []
+    real = engine.augment_batch
+
+    def spy(x, cfg, generator, sampling_rate):
+        seen.append(len(x))
+        return real(x, cfg, generator, sampling_rate)
+
+    monkeypatch.setattr(engine, "augment_batch", spy)
+    tr = learn_data.train
+    small = dataclasses.replace(
+        learn_data, train=dataclasses.replace(tr, x=tr.x[:64], y=tr.y[:64], ecg_ids=tr.ecg_ids[:64])
+    )
+    cfg = make_train_config("resnet1d", max_epochs=1, batch_size=32, augment=False)
+    fit(_tiny(small, "resnet1d"), small, cfg)
+    assert seen == []
+    fit(_tiny(small, "resnet1d"), small, dataclasses.replace(cfg, augment=True))
+    assert seen == [32, 32]  # the training batches, never validation

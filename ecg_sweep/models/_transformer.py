@@ -14,6 +14,7 @@ from ecg_sweep.errors import ConfigError
 from ecg_sweep.models._input import InputSpec, check_repr, image_dims, nearest_multiple
 from ecg_sweep.models._registry import SpaceContext
 from ecg_sweep.models.space import (
+    AUGMENT_CONDITIONS,
     IMAGE_ONLY,
     SIGNAL_ONLY,
     TRAIN_DIMS,
@@ -37,6 +38,7 @@ __all__ = [
 
 # Geometry and representation params are conditional on the representation.
 TRANSFORMER_CONDITIONS = {
+    **AUGMENT_CONDITIONS,
     "patch_time": SIGNAL_ONLY,
     "patch_leads": SIGNAL_ONLY,
     "patch_size": IMAGE_ONLY,

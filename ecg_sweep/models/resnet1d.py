@@ -44,6 +44,7 @@ from ecg_sweep.models._cnn import parse_depths
 from ecg_sweep.models._input import InputSpec
 from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
 from ecg_sweep.models.space import (
+    AUGMENT_CONDITIONS,
     TRAIN_DIMS,
     Categorical,
     Condition,
@@ -78,7 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 XRESNET_ONLY: Condition = lambda p: p.get("arch") == "xresnet"  # noqa: E731
-CONDITIONS = {"expansion": XRESNET_ONLY}
+CONDITIONS = {"expansion": XRESNET_ONLY, **AUGMENT_CONDITIONS}
 
 
 def _depths(value: Any) -> tuple[int, ...]:
