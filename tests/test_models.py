@@ -139,6 +139,26 @@ def test_resnet1d_rejects_what_it_cannot_build():
         build_model(info_for("resnet1d", kernel_size=4))
 
 
+@pytest.mark.parametrize("name", ["vit", "deit"])
+def test_conv_patch_embed_is_a_stem_before_the_same_tokens(name):
+    lin = build_model(info_for(name, patch_embed="linear")).eval()
+    conv = build_model(info_for(name, patch_embed="conv")).eval()
+    assert isinstance(lin.backbone.patch_embed.proj, torch.nn.Conv2d)
+    stem = conv.backbone.patch_embed.proj
+    assert isinstance(stem, torch.nn.Sequential)
+    assert stem[0].kernel_size == (1, 7)  # time-only on the signal input
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stem)
+    assert stem[-1].kernel_size == stem[-1].stride == (12, 20)  # the same patches
+    x = torch.randn(2, 12, 1000)
+    with torch.no_grad():
+        t_lin = lin.backbone.patch_embed(lin.adapter(x))
+        t_conv = conv.backbone.patch_embed(conv.adapter(x))
+        assert conv(x).shape == (2, 5)
+    assert t_lin.shape == t_conv.shape == (2, 50, 64)
+    with pytest.raises(ConfigError, match="patch_embed must be one of linear, conv"):
+        build_model(info_for(name, patch_embed="hybrid"))
+
+
 def test_adapter_standardizes_with_train_statistics():
     info = ModelInfo("vit", get_model_spec("vit").params("tiny"), ("A", "B"), 100, 12, 1000,
                      {"mode": "global", "mean": [2.0], "std": [4.0]})  # fmt: skip
