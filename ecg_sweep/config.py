@@ -77,6 +77,17 @@ class TrainConfig:
     at_least_one: bool = True  # a record where no class passes gets its most probable class
     calibrate: bool = False  # temperature scaling fitted on validation, stored in the model
 
+    # Signal augmentation of training batches (never validation or test), seeded by ``seed``.
+    # Strengths are relative: amplitude factor U(1 - s, 1 + s); noise and baseline wander as a
+    # share of the record's standard deviation; time shift as a share of the record length
+    # (circular); lead dropout as the probability of zeroing each lead.
+    augment: bool = False
+    aug_scale: float = 0.1
+    aug_noise: float = 0.05
+    aug_wander: float = 0.1
+    aug_shift: float = 0.1
+    aug_lead_dropout: float = 0.1
+
     def __post_init__(self) -> None:
         _check(
             [
@@ -100,6 +111,11 @@ class TrainConfig:
                     self.threshold_policy in THRESHOLD_POLICIES,
                     f"threshold_policy must be one of {', '.join(THRESHOLD_POLICIES)}",
                 ),
+                *(
+                    (0 <= getattr(self, k) <= 1, f"{k} must be in [0, 1]")
+                    for k in ("aug_scale", "aug_noise", "aug_wander", "aug_shift")
+                ),
+                (0 <= self.aug_lead_dropout < 1, "aug_lead_dropout must be in [0, 1)"),
             ]
         )
 

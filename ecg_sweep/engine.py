@@ -40,6 +40,7 @@ from ecg_sweep.models import ECGClassifier, save_checkpoint
 
 __all__ = [
     "FitResult",
+    "augment_batch",
     "applied_settings",
     "FitTimeout",
     "ProgressHook",
@@ -207,6 +208,44 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return fn
 
 
+def augment_batch(
+    x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator, sampling_rate: int
+) -> torch.Tensor:
+    """The training recipe's signal augmentations of a (B, 12, T) millivolt batch.
+
+    Each part runs when its strength is > 0 (see the ``aug_*`` fields of TrainConfig): amplitude
+    scaling per record, Gaussian noise per sample, baseline wander (one 0.05-0.5 Hz sinusoid per
+    record, as from breathing or electrode motion, on every lead), a circular time shift and
+    lead dropout. Random draws come from ``generator`` (CPU, seeded by ``fit``), so a run is
+    reproducible whatever the device; a new tensor is returned, ``x`` is left alone.
+    """
+    b, c, t = x.shape
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(x.device)
+
+    if cfg.aug_scale > 0:
+        x = x * (1 + cfg.aug_scale * (2 * rand(b, 1, 1) - 1))
+    # (B, 1, 1): the record's own amplitude, so noise and wander strengths are relative
+    amp = x.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+    if cfg.aug_noise > 0:
+        noise = torch.randn(b, c, t, generator=generator).to(x.device)
+        x = x + cfg.aug_noise * amp * noise
+    if cfg.aug_wander > 0:
+        freq, phase, size = rand(b, 1, 1), rand(b, 1, 1), rand(b, 1, 1)
+        seconds = torch.arange(t, device=x.device, dtype=x.dtype) / sampling_rate  # (T,)
+        wave = torch.sin(2 * math.pi * ((0.05 + 0.45 * freq) * seconds + phase))  # (B, 1, T)
+        x = x + cfg.aug_wander * amp * size * wave
+    max_shift = int(cfg.aug_shift * t)
+    if max_shift > 0:
+        shift = torch.randint(-max_shift, max_shift + 1, (b, 1), generator=generator)
+        idx = (torch.arange(t).unsqueeze(0) - shift) % t  # (B, T): circular shift per record
+        x = x.gather(2, idx.unsqueeze(1).expand(b, c, t).to(x.device))
+    if cfg.aug_lead_dropout > 0:
+        x = x * (rand(b, c, 1) >= cfg.aug_lead_dropout).to(x.dtype)
+    return x
+
+
 def _soft_bce(logits: torch.Tensor, teacher_probs: torch.Tensor, t: float) -> torch.Tensor:
     """Multi-label soft distillation: the student's logits softened by T match the teacher's
     temperature-softened sigmoid outputs; T^2 keeps the gradient scale (Hinton et al.)."""
@@ -293,10 +332,12 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     deadline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sampling_rate: int = 100,
 ) -> tuple[float, int]:
     """One pass over the training data; returns (mean loss, samples seen).
 
-    ``progress(done, total)`` is called after every optimizer step with samples done."""
+    ``progress(done, total)`` is called after every optimizer step with samples done. With
+    ``cfg.augment`` every batch goes through :func:`augment_batch` first."""
     model.train()
     if isinstance(model, ECGClassifier):
         model.set_distilled_training(True)
@@ -311,6 +352,8 @@ def train_one_epoch(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
         xb, yb = data.batch(idx)
+        if cfg.augment:
+            xb = augment_batch(xb, cfg, generator, sampling_rate)
         tp = teacher_probs[idx.to(teacher_probs.device)] if teacher_probs is not None else None
         with _autocast(device, cfg.amp):
             out = model(xb)
@@ -483,6 +526,7 @@ def fit(
                     scaler,
                     deadline,
                     hook.phase(f"epoch {epoch} train"),
+                    data.sampling_rate,
                 )
             except TimeoutError:
                 raise FitTimeout(time.monotonic() - t0, history) from None

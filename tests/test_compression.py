@@ -493,3 +493,24 @@ def test_variants_decide_like_their_source_model():
     old = SimpleNamespace(module=SimpleNamespace(info=compress._with_run_decision(old_run, info)))
     default = TrainConfig()
     assert compress._decision(old) == (default.threshold_policy, default.at_least_one, 1.0)
+
+
+# --- resnet1d: every method that applies to a CNN ----------------------------------------------
+
+
+def test_resnet1d_through_the_cnn_methods(tmp_path, small_data):
+    """The benchmark's 1-D ResNet (Conv2d (1, k) over leads-as-channels) passes the methods
+    where CNNs differ from transformers: structured pruning (torch-pruning through its head),
+    FX static int8 and ONNX int8 (ORT shape inference + QDQ); dynamic int8 is skipped."""
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "ecg-resnet1d")
+    run_id = _trial_run(tracker, small_data, "resnet1d", tmp_path, epochs=1)
+    ran = ("prune_structured", "quant_static_int8", "onnx_int8")
+    cfg = CompressConfig(methods=("quant_dynamic_int8", *ran), **FAST)
+    report = compress_run(tracker, run_id, small_data, config=cfg)
+    assert report.row("quant_dynamic_int8").status == "skipped"
+    for name in ran:
+        row = report.row(name)
+        assert row.status == "ok", (name, row.reason)
+        assert math.isfinite(row.metrics["test_macro_auc"]), name
+    pruned, fp32 = report.row("prune_structured").metrics, report.row("fp32").metrics
+    assert pruned["n_params"] < fp32["n_params"]

@@ -186,6 +186,23 @@ def test_teacher_for_a_single_head_model(learn_data):
     assert mixed[0]["train_loss"] != pytest.approx(plain[0]["train_loss"])
 
 
+def test_resnet1d_checkpoint_teaches_deit(learn_data, tmp_path):
+    """``--teacher`` accepts a resnet1d checkpoint: it loads frozen and a DeiT student distils
+    from it (the teacher's influence itself is covered by test_deit_distillation_from_teacher)."""
+    from ecg_sweep.models import save_checkpoint
+    from ecg_sweep.tracking.model_store import load_teacher
+
+    teacher = _tiny(learn_data, "resnet1d")
+    fit(teacher, learn_data, make_train_config("resnet1d", max_epochs=1, batch_size=128))
+    path = save_checkpoint(teacher, tmp_path / "resnet1d.pt")
+    loaded = load_teacher(str(path), "deit")
+    assert loaded.info.model == "resnet1d"
+    assert not any(p.requires_grad for p in loaded.parameters())
+    cfg = make_train_config("deit", max_epochs=1, batch_size=128, distill_alpha=0.3)
+    res = fit(_tiny(learn_data, "deit"), learn_data, cfg, teacher=loaded)
+    assert np.isfinite(res.history[0]["train_loss"]) and np.isfinite(res.best_val_macro_auc)
+
+
 # --- every family must learn (the reference ConvNeXt scored the NORM-for-everyone baseline) ---------
 
 LEARN_CASES = [
@@ -212,6 +229,19 @@ def test_every_family_learns(learn_data, name, repr_):
     print(f"LEARN {name} {repr_}: test_macro_auc {metrics['test_macro_auc']:.3f} "
           f"exact-match {metrics['test_exact_match_accuracy']:.3f} (baseline {base['test_exact_match_accuracy']:.3f}) "
           f"macro F1 {metrics['test_macro_f1']:.3f} (baseline {base['test_macro_f1']:.3f})")  # fmt: skip
+    assert metrics["test_macro_auc"] > LEARN_MIN_AUC
+    assert metrics["test_exact_match_accuracy"] > base["test_exact_match_accuracy"]
+
+
+def test_resnet1d_learns_above_the_baseline_in_few_epochs(learn_data):
+    """The benchmark's 1-D ResNet (tiny: 16 channels) at its own lr: 3 epochs are enough."""
+    model = _tiny(learn_data, "resnet1d")
+    cfg = make_train_config("resnet1d", max_epochs=3, batch_size=64, n_bootstrap=200)
+    fit(model, learn_data, cfg)
+    metrics, _, _ = final_metrics(model, learn_data, cfg)
+    base = majority_baseline(learn_data.train.y, learn_data.test.y)
+    print(f"LEARN resnet1d: test_macro_auc {metrics['test_macro_auc']:.3f} exact-match "
+          f"{metrics['test_exact_match_accuracy']:.3f} (baseline {base['test_exact_match_accuracy']:.3f})")  # fmt: skip
     assert metrics["test_macro_auc"] > LEARN_MIN_AUC
     assert metrics["test_exact_match_accuracy"] > base["test_exact_match_accuracy"]
 
@@ -251,3 +281,65 @@ def test_progress_hook_sees_every_batch_and_stays_out_of_the_throughput(learn_da
         slowed.train_samples_per_s,
         fast.train_samples_per_s,
     )
+
+
+# --- the training recipe: augmentation ------------------------------------------------------------
+
+AUG_OFF = dict(aug_scale=0.0, aug_noise=0.0, aug_wander=0.0, aug_shift=0.0, aug_lead_dropout=0.0)
+
+
+def _aug(x, seed=0, **parts):
+    from ecg_sweep.config import TrainConfig
+    from ecg_sweep.engine import augment_batch
+
+    cfg = TrainConfig(augment=True, **{**AUG_OFF, **parts})
+    return augment_batch(x, cfg, torch.Generator().manual_seed(seed), 100)
+
+
+def test_augmentations_each_do_what_they_say_and_are_seeded(learn_data):
+    x = torch.from_numpy(learn_data.train.x[:8]).float()
+    assert torch.equal(_aug(x), x)  # every strength 0: untouched
+    full = dict(aug_scale=0.1, aug_noise=0.05, aug_wander=0.1, aug_shift=0.1, aug_lead_dropout=0.2)
+    a, b = _aug(x, 1, **full), _aug(x, 1, **full)
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
+    assert not torch.equal(a, _aug(x, 2, **full))
+    scaled = _aug(x, aug_scale=0.1)
+    for rec, orig in zip(scaled, x, strict=True):  # one factor per record, within 1 +- 0.1
+        ratio = rec[orig.abs() > 1e-3] / orig[orig.abs() > 1e-3]
+        assert ratio.max() - ratio.min() < 1e-3
+        assert 0.9 - 1e-4 <= ratio.mean() <= 1.1 + 1e-4
+    noise = _aug(x, aug_noise=0.1) - x
+    assert torch.allclose(noise.std(dim=(1, 2)), 0.1 * x.std(dim=(1, 2)), rtol=0.1)
+    wander = _aug(x, aug_wander=0.3) - x  # the same slow wave on every lead
+    assert torch.allclose(wander, wander[:, :1].expand_as(wander), atol=1e-5)
+    assert wander.abs().amax() > 0
+    shifted = _aug(x, aug_shift=0.2)  # a circular shift keeps every record's values
+    assert torch.allclose(shifted.sort(dim=2).values, x.sort(dim=2).values)
+    assert not torch.equal(shifted, x)
+    dropped = _aug(x, aug_lead_dropout=0.5)
+    zero_leads = (dropped.abs().amax(dim=2) == 0).sum().item()
+    assert 0 < zero_leads < 8 * 12
+    kept = dropped.abs().amax(dim=2) > 0
+    assert torch.equal(dropped[kept], x[kept])
+
+
+def test_fit_augments_training_batches_only(learn_data, monkeypatch):
+    import ecg_sweep.engine as engine
+
+    seen = []
+    real = engine.augment_batch
+
+    def spy(x, cfg, generator, sampling_rate):
+        seen.append(len(x))
+        return real(x, cfg, generator, sampling_rate)
+
+    monkeypatch.setattr(engine, "augment_batch", spy)
+    tr = learn_data.train
+    small = dataclasses.replace(
+        learn_data, train=dataclasses.replace(tr, x=tr.x[:64], y=tr.y[:64], ecg_ids=tr.ecg_ids[:64])
+    )
+    cfg = make_train_config("resnet1d", max_epochs=1, batch_size=32, augment=False)
+    fit(_tiny(small, "resnet1d"), small, cfg)
+    assert seen == []
+    fit(_tiny(small, "resnet1d"), small, dataclasses.replace(cfg, augment=True))
+    assert seen == [32, 32]  # the training batches, never validation

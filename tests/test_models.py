@@ -21,7 +21,8 @@ from ecg_sweep.models import (
 from ecg_sweep.models._registry import register_model
 from ecg_sweep.models.space import Categorical, Fixed, Float, Int, apply_overrides, load_space_file
 
-FAMILIES = ["vit", "deit", "efficientnetv2", "convnext"]
+FAMILIES = ["vit", "deit", "efficientnetv2", "convnext", "resnet1d"]
+IMAGE_FAMILIES = ["vit", "deit", "efficientnetv2", "convnext"]  # resnet1d is 1-D only
 STD = {"mode": "global", "mean": [0.0], "std": [1.0]}
 
 
@@ -38,13 +39,14 @@ def info_for(name, n_samples=1000, **params):
     )
 
 
-def test_registry_lists_four_families():
+def test_registry_lists_every_family():
     assert list_models() == sorted(FAMILIES)
 
 
 def test_unknown_model_lists_valid_ones():
     with pytest.raises(
-        ConfigError, match="unknown model 'resnet'; valid: convnext, deit, efficientnetv2, vit"
+        ConfigError,
+        match="unknown model 'resnet'; valid: convnext, deit, efficientnetv2, resnet1d, vit",
     ):
         get_model_spec("resnet")
 
@@ -55,7 +57,7 @@ def test_duplicate_registration_fails():
         register_model(ModelSpec(**{**spec.__dict__}))
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", IMAGE_FAMILIES)
 @pytest.mark.parametrize("repr_", ["signal", "image"])
 def test_every_family_builds_in_both_representations(name, repr_):
     extra = {"image_height": 96, "image_width": 128} if repr_ == "image" else {}
@@ -93,6 +95,68 @@ def test_cnn_1d_layout_convolves_time_only(name):
     assert any(
         c.kernel_size[0] > 1 for c in fold.backbone.modules() if isinstance(c, torch.nn.Conv2d)
     )
+
+
+@pytest.mark.parametrize("preset", ["tiny", "wang", "xresnet1d18", "xresnet1d50", "xresnet1d101"])
+def test_resnet1d_presets_build_and_run(preset):
+    spec = get_model_spec("resnet1d")
+    info = ModelInfo("resnet1d", spec.params(preset), ("A", "B", "C"), 100, 12, 1000, STD)
+    m = build_model(info).eval()
+    assert m.adapter.spec.layout == "leads_channels"
+    with torch.no_grad():
+        out = m(torch.randn(2, 12, 1000))
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    convs = [c for c in m.backbone.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert all(c.kernel_size[0] == 1 and c.stride[0] == 1 for c in convs)  # time-only
+
+
+def test_resnet1d_wang_has_the_benchmark_layout():
+    """resnet1d_wang as in ecg_ptbxl_benchmarking: stem kernel 7 stride 1 without pooling,
+    128 channels, three basic blocks of kernels 5 then 3 (strides 1, 2, 2), concat-pooling head
+    (max and average features, 128 hidden units)."""
+    m = build_model(info_for("resnet1d", width=128, head_hidden=128)).backbone
+    stem = m.stem[0][0]
+    assert (stem.kernel_size, stem.stride, stem.out_channels) == ((1, 7), (1, 1), 128)
+    assert not any(isinstance(x, torch.nn.MaxPool2d) for x in m.stem.modules())
+    assert [(b.conv1.kernel_size[1], b.conv2.kernel_size[1]) for b in m.stages] == [(5, 3)] * 3
+    assert [b.conv1.stride[1] for b in m.stages] == [1, 2, 2]
+    assert (m.head.fc_max.in_features, m.head.fc_avg.in_features, m.head.fc.in_features) == (
+        128,
+        128,
+        128,
+    )
+    x = torch.randn(2, 12, 1000)
+    feats = m.stages(m.stem(x.unsqueeze(2)))
+    assert feats.shape == (2, 128, 1, 250)  # 1000 samples / 4
+
+
+def test_resnet1d_rejects_what_it_cannot_build():
+    with pytest.raises(ConfigError, match="signal input only"):
+        build_model(info_for("resnet1d", input_repr="image"))
+    with pytest.raises(ConfigError, match="too short"):
+        build_model(info_for("resnet1d", n_samples=16, arch="xresnet", depths="2-2-2-2"))
+    with pytest.raises(ConfigError, match="kernel_size must be a positive odd"):
+        build_model(info_for("resnet1d", kernel_size=4))
+
+
+@pytest.mark.parametrize("name", ["vit", "deit"])
+def test_conv_patch_embed_is_a_stem_before_the_same_tokens(name):
+    lin = build_model(info_for(name, patch_embed="linear")).eval()
+    conv = build_model(info_for(name, patch_embed="conv")).eval()
+    assert isinstance(lin.backbone.patch_embed.proj, torch.nn.Conv2d)
+    stem = conv.backbone.patch_embed.proj
+    assert isinstance(stem, torch.nn.Sequential)
+    assert stem[0].kernel_size == (1, 7)  # time-only on the signal input
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stem)
+    assert stem[-1].kernel_size == stem[-1].stride == (12, 20)  # the same patches
+    x = torch.randn(2, 12, 1000)
+    with torch.no_grad():
+        t_lin = lin.backbone.patch_embed(lin.adapter(x))
+        t_conv = conv.backbone.patch_embed(conv.adapter(x))
+        assert conv(x).shape == (2, 5)
+    assert t_lin.shape == t_conv.shape == (2, 50, 64)
+    with pytest.raises(ConfigError, match="patch_embed must be one of linear, conv"):
+        build_model(info_for(name, patch_embed="hybrid"))
 
 
 def test_adapter_standardizes_with_train_statistics():

@@ -1,10 +1,16 @@
-"""Model zoo: a registry of timm families, each with its factory, search space and input spec.
+"""Model zoo: a registry of model families (timm backbones and the 1-D resnet1d), each with its factory, search space and input spec.
 
 Importing this package imports every family module, which registers it (timm's pattern: the
 registry in ``_registry.py`` never imports a family).
 """
 
-from ecg_sweep.models import convnext, deit, efficientnetv2, vit  # noqa: F401  (registers them)
+from ecg_sweep.models import (  # noqa: F401  (registers them)
+    convnext,
+    deit,
+    efficientnetv2,
+    resnet1d,
+    vit,
+)
 from ecg_sweep.models._classifier import (
     INFO_KEY,
     ECGClassifier,

@@ -13,6 +13,7 @@ from ecg_sweep.errors import ConfigError
 from ecg_sweep.models._input import InputSpec, check_repr, image_dims
 from ecg_sweep.models._registry import ModelSpec, SpaceContext, register_model
 from ecg_sweep.models.space import (
+    AUGMENT_CONDITIONS,
     IMAGE_ONLY,
     SIGNAL_ONLY,
     TRAIN_DIMS,
@@ -52,6 +53,7 @@ CNN_INPUT_DEFAULTS: dict[str, Any] = {
 FOLD_ONLY: Condition = lambda p: SIGNAL_ONLY(p) and p.get("signal_layout") == "fold"  # noqa: E731
 
 CNN_CONDITIONS = {
+    **AUGMENT_CONDITIONS,
     "signal_layout": SIGNAL_ONLY,
     "signal_height": FOLD_ONLY,
     "signal_width": FOLD_ONLY,

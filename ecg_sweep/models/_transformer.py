@@ -6,14 +6,19 @@ across all leads). Image input: the reference configuration's H x W raster with 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 from typing import Any
+
+from timm.layers import PatchEmbed
+from torch import nn
 
 from ecg_sweep.errors import ConfigError
 from ecg_sweep.models._input import InputSpec, check_repr, image_dims, nearest_multiple
 from ecg_sweep.models._registry import SpaceContext
 from ecg_sweep.models.space import (
+    AUGMENT_CONDITIONS,
     IMAGE_ONLY,
     SIGNAL_ONLY,
     TRAIN_DIMS,
@@ -25,6 +30,7 @@ from ecg_sweep.models.space import (
 )
 
 __all__ = [
+    "PATCH_EMBEDS",
     "TRANSFORMER_CONDITIONS",
     "time_divisors",
     "transformer_input_spec",
@@ -37,12 +43,43 @@ __all__ = [
 
 # Geometry and representation params are conditional on the representation.
 TRANSFORMER_CONDITIONS = {
+    **AUGMENT_CONDITIONS,
     "patch_time": SIGNAL_ONLY,
     "patch_leads": SIGNAL_ONLY,
     "patch_size": IMAGE_ONLY,
     "image_height": IMAGE_ONLY,
     "image_width": IMAGE_ONLY,
 }
+
+
+# How tokens are made: "linear" = timm's patch embedding (one linear map per patch, a conv with
+# kernel = stride = patch); "conv" = a convolutional stem first (Xiao et al. 2021, "Early
+# Convolutions Help Transformers See Better"): two conv-BN-ReLU layers at full resolution, time-
+# only (1 x 7) on the signal input and 3 x 3 on the image, then the patchifying conv.
+PATCH_EMBEDS = ("linear", "conv")
+
+
+class ConvStemPatchEmbed(PatchEmbed):
+    """timm's PatchEmbed with a convolutional stem in front of its patchifying ``proj``.
+
+    (B, C, H, W) -> conv k, BN, ReLU -> conv k, BN, ReLU: (B, c, H, W) -> proj: (B, D, H/ph, W/pw);
+    c = max(8, D // 16) channels. Same token grid, same interface (timm ``embed_layer``).
+    """
+
+    def __init__(self, *args: Any, stem_kernel: tuple[int, int] = (1, 7), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        cin, dim = self.proj.in_channels, self.proj.out_channels
+        c = max(8, dim // 16)  # few channels: proj (c x D x patch) dominates the cost
+        pad = (stem_kernel[0] // 2, stem_kernel[1] // 2)
+        self.proj = nn.Sequential(
+            nn.Conv2d(cin, c, stem_kernel, padding=pad, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, c, stem_kernel, padding=pad, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, dim, self.patch_size, stride=self.patch_size),
+        )
 
 
 def time_divisors(n_samples: int) -> tuple[int, ...]:
@@ -59,6 +96,7 @@ def transformer_space(ctx: SpaceContext) -> dict[str, Dim]:
         "patch_leads": Categorical((12, 6)),
         "patch_size": Categorical((8, 16)),
         **image_dims(),
+        "patch_embed": Categorical(PATCH_EMBEDS),
         "embed_dim": Categorical((96, 144, 192, 240, 288, 384)),
         "depth": Int(2, 12),
         "num_heads": Categorical((2, 3, 4, 6, 8)),
@@ -87,7 +125,16 @@ def transformer_patch(params: Mapping[str, Any], ctx: SpaceContext) -> tuple[int
 
 def transformer_kwargs(spec: InputSpec, params: Mapping[str, Any], patch: tuple[int, int]) -> dict:
     """timm VisionTransformer kwargs; one parameter name from search space to factory."""
+    if params["patch_embed"] not in PATCH_EMBEDS:
+        raise ConfigError(
+            f"patch_embed must be one of {', '.join(PATCH_EMBEDS)}, not {params['patch_embed']!r}"
+        )
+    embed: dict[str, Any] = {}
+    if params["patch_embed"] == "conv":
+        kernel = (3, 3) if spec.layout == "image" else (1, 7)
+        embed["embed_layer"] = functools.partial(ConvStemPatchEmbed, stem_kernel=kernel)
     return {
+        **embed,
         "img_size": (spec.height, spec.width),
         "patch_size": patch,
         "in_chans": spec.channels,

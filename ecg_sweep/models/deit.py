@@ -28,6 +28,7 @@ from ecg_sweep.models.space import Dim, Float, SearchSpace, TrialLike, sample_sp
 
 DEFAULTS: dict[str, Any] = {
     "input_repr": "signal",
+    "patch_embed": "linear",
     "patch_time": 20,
     "patch_leads": 12,
     "patch_size": 16,

@@ -24,6 +24,7 @@ __all__ = [
     "SearchSpace",
     "TrialLike",
     "Condition",
+    "AUGMENT_CONDITIONS",
     "IMAGE_ONLY",
     "SIGNAL_ONLY",
     "TRAIN_DIMS",
@@ -268,17 +269,30 @@ def select_model_section(data: Mapping[str, Any], model: str, models: tuple[str,
 
 # --- sampling a space --------------------------------------------------------------------------
 
+# A parameter is active when its condition on the already-sampled params holds.
+Condition = Callable[[Mapping[str, Any]], bool]
+IMAGE_ONLY: Condition = lambda p: p.get("input_repr") == "image"  # noqa: E731
+SIGNAL_ONLY: Condition = lambda p: p.get("input_repr", "signal") == "signal"  # noqa: E731
+AUGMENT_ONLY: Condition = lambda p: bool(p.get("augment"))  # noqa: E731
+
+# The training recipe's signal augmentation (TrainConfig fields): on/off, then the strengths,
+# sampled only when it is on. Every family's space ends with these.
+AUGMENT_DIMS: dict[str, Dim] = {
+    "augment": Categorical((False, True)),
+    "aug_scale": Float(0.0, 0.3),
+    "aug_noise": Float(0.0, 0.2),
+    "aug_wander": Float(0.0, 0.3),
+    "aug_shift": Float(0.0, 0.2),
+    "aug_lead_dropout": Float(0.0, 0.3),
+}
+AUGMENT_CONDITIONS: dict[str, Condition] = {k: AUGMENT_ONLY for k in AUGMENT_DIMS if k != "augment"}
 # Names of the parameters that configure training rather than the network (TrainConfig fields).
 TRAIN_DIMS: dict[str, Dim] = {
     "lr": Float(1e-4, 5e-3, log=True),
     "weight_decay": Float(1e-4, 0.1, log=True),
     "batch_size": Categorical((32, 64, 128)),
+    **AUGMENT_DIMS,
 }
-
-# A parameter is active when its condition on the already-sampled params holds.
-Condition = Callable[[Mapping[str, Any]], bool]
-IMAGE_ONLY: Condition = lambda p: p.get("input_repr") == "image"  # noqa: E731
-SIGNAL_ONLY: Condition = lambda p: p.get("input_repr", "signal") == "signal"  # noqa: E731
 
 
 def sample_space(

@@ -27,6 +27,7 @@ from ecg_sweep.models.space import SearchSpace, TrialLike, sample_space
 
 DEFAULTS: dict[str, Any] = {
     "input_repr": "signal",
+    "patch_embed": "linear",
     "patch_time": 20,
     "patch_leads": 12,
     "patch_size": 8,
