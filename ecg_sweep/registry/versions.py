@@ -110,9 +110,25 @@ def register_study_best(
     tracker: Tracker, best_run_id: str, model: str, fold_id: str, include_compressed: bool = True
 ) -> list[RegisteredVersion]:
     """Register the best trial's model and its recommended compressed variant as versions of
-    ``ecg-<model>``; the best trial's model becomes ``challenger``."""
-    client = tracker.client
+    ``ecg-<model>``; the best trial's model becomes ``challenger``.
+
+    Serialized per registered model (a lock on the store): workers of one study finish together
+    and each registers the best; unlocked, both saw it unregistered and created two versions.
+    """
     name = registered_model_name(model)
+    with store_lock(tracker.uri, f"ecg-sweep:register:{name}", f"the registration lock of {name}"):
+        return _register_held(tracker, best_run_id, model, name, fold_id, include_compressed)
+
+
+def _register_held(
+    tracker: Tracker,
+    best_run_id: str,
+    model: str,
+    name: str,
+    fold_id: str,
+    include_compressed: bool,
+) -> list[RegisteredVersion]:
+    client = tracker.client
     best = tracker.get_run(best_run_id)
     study = best.data.tags.get(STUDY_NAME_TAG)
     trial = best.data.tags.get(TRIAL_NUMBER_TAG)
