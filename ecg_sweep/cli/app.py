@@ -98,8 +98,16 @@ def _on_sigterm(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit code 2;
     SIGTERM is handled like Ctrl-C (one line, exit 143)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        _run(argv)
+    finally:
+        if previous is not None:  # main() called in-process (tests, scripts) leaves no handler
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         app(args=argv, prog_name="ecg-sweep")
     except EcgSweepError as e:
@@ -111,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as e:
         _interrupted(e)
     except SystemExit as e:
-        # Typer turns Ctrl-C into a silent exit 130: find the interrupt behind it.
+        # Typer turns Ctrl-C into a silent exit 130: find the interrupt behind it (a command
+        # that ends cleanly on Ctrl-C, like `ui`, exits with its own code).
+        if e.code != 130:
+            raise
         cause = e.__context__
         while cause is not None and not isinstance(cause, KeyboardInterrupt):
             cause = cause.__cause__ or cause.__context__
