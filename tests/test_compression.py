@@ -117,9 +117,9 @@ def _children(tracker: Tracker, run_id: str):
 def test_recommendation_is_the_fastest_int8_within_the_auc_budget():
     from ecg_sweep.compression.compress import MAX_AUC_DROP, CompressionRow, _recommend
 
-    def row(method, delta, latency, int8=True, status="ok"):
+    def row(method, delta, latency, int8=True, status="ok", safe=True):
         metrics = {"val_macro_auc_delta": delta, "latency_ms_p50_bs1": latency}
-        return CompressionRow(method, status, int8=int8, metrics=metrics)
+        return CompressionRow(method, status, int8=int8, loads_without_code=safe, metrics=metrics)
 
     rows = [
         row("fp32", 0.0, 10.0, int8=False),
@@ -128,9 +128,14 @@ def test_recommendation_is_the_fastest_int8_within_the_auc_budget():
         row("fast_int8", -MAX_AUC_DROP, 4.0),  # exactly at the budget still counts
         row("failed_fast", 0.0, 0.5, status="failed"),
         row("pruned_fp32", 0.0, 2.0, int8=False),  # not int8: never the recommendation
+        row("torchscript_int8", 0.0, 1.5, safe=False),  # would need --trust-pickle to serve
     ]
     assert _recommend(rows) == "fast_int8"
-    assert _recommend([rows[0], rows[1], rows[4], rows[5]]) is None
+    assert _recommend([rows[0], rows[1], rows[4], rows[5], rows[6]]) is None
+    from ecg_sweep.compression import METHODS
+
+    unsafe = {m for m, spec in METHODS.items() if not spec.loads_without_code}
+    assert unsafe == {"prune_structured", "quant_static_int8", "quant_qat_int8"}
 
 
 def test_registry_names_and_errors():

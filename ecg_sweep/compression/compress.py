@@ -86,6 +86,7 @@ class CompressionRow:
     run_id: str | None = None
     reason: str | None = None
     int8: bool = False
+    loads_without_code: bool = True
     format: str | None = None
     runtime: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -323,7 +324,8 @@ def _tradeoff_figure(report: CompressionReport):
 
 
 def _recommend(rows: list[CompressionRow]) -> str | None:
-    """The fastest int8 variant that keeps validation AUROC within MAX_AUC_DROP of fp32.
+    """The fastest int8 variant that keeps validation AUROC within MAX_AUC_DROP of fp32 and
+    loads without running stored code (it is what gets registered and served by ``predict``).
 
     Chosen on validation, never on test, so the reported test numbers stay unbiased.
     """
@@ -332,6 +334,7 @@ def _recommend(rows: list[CompressionRow]) -> str | None:
         for r in rows
         if r.status == "ok"
         and r.int8
+        and r.loads_without_code
         and r.metrics.get("val_macro_auc_delta", -math.inf) >= -MAX_AUC_DROP
     ]
     if not ok:
@@ -512,7 +515,10 @@ def _build_all(
                 progress(f"{tag}: {what}", done, total)
 
         run_id = _start(tracker, run, method, model.info, cfg, data)
-        row = CompressionRow(method.name, "ok", run_id, int8=method.int8)
+        row = CompressionRow(
+            method.name, "ok", run_id, int8=method.int8,
+            loads_without_code=method.loads_without_code,
+        )  # fmt: skip
         source = model if method.base is None else float_models.get(method.base)
         reason = (
             f"its base method {method.base} did not produce a model"

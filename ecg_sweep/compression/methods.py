@@ -98,7 +98,10 @@ class Method:
     - ``build(model, ctx) -> Variant``: never mutates ``model`` (copy first);
     - ``applies(model, config) -> reason | None``: a reason means the method is skipped (logged);
     - ``base``: the method whose float model is this one's input (None: the trial's model);
-    - ``int8``: the artifact stores int8 weights (the size/speed goals are about these).
+    - ``int8``: the artifact stores int8 weights (the size/speed goals are about these);
+    - ``loads_without_code``: the logged artifact loads without running stored code (ONNX, or
+      weights rebuilt from the model's metadata); only such variants are recommended and
+      registered, so ``predict`` never needs ``--trust-pickle`` for what the project ships.
     """
 
     name: str
@@ -107,6 +110,7 @@ class Method:
     applies: AppliesFn
     base: str | None = None
     int8: bool = False
+    loads_without_code: bool = True
 
 
 METHODS: dict[str, Method] = {}
@@ -123,6 +127,7 @@ def register_method(
     base: str | None = None,
     int8: bool = False,
     applies: AppliesFn | None = None,
+    loads_without_code: bool = True,
 ) -> Callable[[BuildFn], BuildFn]:
     """Decorator: register ``build`` under ``name``; duplicate names are an error."""
 
@@ -131,7 +136,9 @@ def register_method(
             raise ValueError(f"compression method {name!r} is already registered")
         if base is not None and base not in METHODS:
             raise ValueError(f"method {name!r}: base {base!r} must be registered first")
-        METHODS[name] = Method(name, description, build, applies or _always, base, int8)
+        METHODS[name] = Method(
+            name, description, build, applies or _always, base, int8, loads_without_code
+        )
         return build
 
     return deco

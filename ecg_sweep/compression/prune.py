@@ -102,6 +102,7 @@ def structured_prune(model: ECGClassifier, ratio: float, example: torch.Tensor) 
 @register_method(
     "prune_structured",
     "torch-pruning: channels / head dims physically removed, then fine-tuned with fit()",
+    loads_without_code=False,  # its layers no longer match the params in its metadata
 )
 def prune_structured(model: ECGClassifier, ctx: BuildContext) -> Variant:
     cfg = ctx.config

@@ -103,6 +103,7 @@ def _example(model: ECGClassifier, ctx: BuildContext) -> torch.Tensor:
     "quant_static_int8",
     "torch.ao FX post-training static int8 of the backbone, calibrated on training batches",
     int8=True,
+    loads_without_code=False,  # a TorchScript program
 )
 def quant_static_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -138,6 +139,7 @@ def quant_static_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
     "quant_qat_int8",
     "torch.ao FX quantization-aware fine-tuning of the backbone through fit(), then int8",
     int8=True,
+    loads_without_code=False,  # a TorchScript program
 )
 def quant_qat_int8(model: ECGClassifier, ctx: BuildContext) -> Variant:
     from torch.ao.quantization import get_default_qat_qconfig_mapping
