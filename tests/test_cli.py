@@ -40,7 +40,7 @@ def test_models_json_lists_families_and_spaces():
     r = run_cli("models", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert sorted(report) == ["convnext", "deit", "efficientnetv2", "vit"]
+    assert sorted(report) == ["convnext", "deit", "efficientnetv2", "resnet1d", "vit"]
     assert report["vit"]["defaults"]["embed_dim"] == 256
     assert report["vit"]["search_space"]["patch_time"]["choices"] == [10, 20, 25, 40, 50]
     assert "distill_alpha" in report["deit"]["search_space"]

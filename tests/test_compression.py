@@ -115,7 +115,7 @@ def _children(tracker: Tracker, run_id: str):
 
 
 def test_recommendation_is_the_fastest_int8_within_the_auc_budget():
-    from ecg_sweep.compression.compress import MAX_AUC_DROP, CompressionRow, _recommend
+    from ecg_sweep.compression.compress import MAX_AUC_DROP, CompressionRow, recommend
 
     def row(method, delta, latency, int8=True, status="ok", safe=True):
         metrics = {"val_macro_auc_delta": delta, "latency_ms_p50_bs1": latency}
@@ -130,8 +130,8 @@ def test_recommendation_is_the_fastest_int8_within_the_auc_budget():
         row("pruned_fp32", 0.0, 2.0, int8=False),  # not int8: never the recommendation
         row("torchscript_int8", 0.0, 1.5, safe=False),  # would need --trust-pickle to serve
     ]
-    assert _recommend(rows) == "fast_int8"
-    assert _recommend([rows[0], rows[1], rows[4], rows[5], rows[6]]) is None
+    assert recommend(rows) == "fast_int8"
+    assert recommend([rows[0], rows[1], rows[4], rows[5], rows[6]]) is None
     from ecg_sweep.compression import METHODS
 
     unsafe = {m for m, spec in METHODS.items() if not spec.loads_without_code}

@@ -70,7 +70,7 @@ from ecg_sweep.tracking.model_store import (
     logged_model_uri,
 )
 
-__all__ = ["MAX_AUC_DROP", "CompressionRow", "CompressionReport", "compress_run"]
+__all__ = ["MAX_AUC_DROP", "CompressionReport", "CompressionRow", "compress_run", "recommend"]
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def _tradeoff_figure(report: CompressionReport):
     return fig
 
 
-def _recommend(rows: list[CompressionRow]) -> str | None:
+def recommend(rows: list[CompressionRow]) -> str | None:
     """The fastest int8 variant that keeps validation AUROC within MAX_AUC_DROP of fp32 and
     loads without running stored code (it is what gets registered and served by ``predict``).
 
@@ -439,7 +439,7 @@ def _compress_held(
         model.info.model,
         cfg,
         rows,
-        _recommend(rows),
+        recommend(rows),
         {b.method.name: b.variant.module for b in ok},
     )
     _log_summary(tracker, report)
