@@ -90,8 +90,8 @@ def test_train_logs_a_complete_run(synth_sweep, tmp_path):
     r = run_cli(
         "train", "--model", "convnext", "--preset", "tiny", "--max-epochs", "2", "--set", "lr=3e-3",
         "--set", "n_bootstrap=50", "--data-dir", str(synth_sweep), "--cache-dir", str(tmp_path / "c"),
-        "--tracking-uri", uri, "--checkpoint", str(tmp_path / "best.pt"),
-        env={"ECG_SWEEP_PROGRESS_INTERVAL": "0"},
+        "--checkpoint", str(tmp_path / "best.pt"),
+        env={"ECG_SWEEP_PROGRESS_INTERVAL": "0", "MLFLOW_TRACKING_URI": uri},  # the README's way
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "test macro AUROC" in r.stdout and (tmp_path / "best.pt").is_file()

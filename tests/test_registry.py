@@ -130,9 +130,15 @@ def test_predict_applies_the_models_temperature_thresholds_and_at_least_one_rule
 
 def test_predict_real_records_and_bad_record(sweep_data, real30, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    run_study(sweep_data, uri, tmp_path, "s", lr=3e-3, epochs=1)
+    out, _ = run_study(sweep_data, uri, tmp_path, "s", lr=3e-3, epochs=1)
     promote(Tracker(uri, "ecg-vit"), "vit")
+    import numpy as np
     import pandas as pd
+    import torch
+
+    from ecg_sweep.data.records import read_record
+    from ecg_sweep.models import load_checkpoint
+    from ecg_sweep.tracking.model_store import download_checkpoint
 
     db = pd.read_csv(real30 / "ptbxl_database.csv")
     records = [str(real30 / f) for f in db["filename_lr"]]
@@ -150,9 +156,16 @@ def test_predict_real_records_and_bad_record(sweep_data, real30, tmp_path):
     assert r.returncode == 0, r.stderr
     preds = json.loads(out_json.read_text())
     assert len(preds) == 30
-    for p in preds:
-        probs = [p[c] for c in ("NORM", "MI", "STTC", "CD", "HYP")]
-        assert len(probs) == 5 and all(0.0 <= v <= 1.0 for v in probs)
+    classes = ("NORM", "MI", "STTC", "CD", "HYP")
+    got = np.array([[p[c] for c in classes] for p in preds])
+    # the same records in-process, raw millivolts into the trial's checkpoint (whose adapter
+    # standardizes once): the CLI must agree (a second standardization or a wrong file would not)
+    ckpt = download_checkpoint(Tracker(uri, "ecg-vit"), out.best_run_id, tmp_path / "ckpt")
+    model = load_checkpoint(ckpt).eval()
+    x = np.stack([read_record(Path(r), 100) for r in records]).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
     # A 500 Hz record for a 100 Hz model: a clear error naming the file, no traceback.
     hr = str(real30 / db["filename_hr"][0])
     r = run_cli("predict", "--model-uri", "models:/ecg-vit@champion", hr, "--tracking-uri", uri)

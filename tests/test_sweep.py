@@ -10,7 +10,6 @@ import time
 import uuid
 from pathlib import Path
 
-import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
@@ -128,17 +127,28 @@ def test_three_trial_study_contract(learn_data, tmp_path):
         a.path for a in MlflowClient(cfg.tracking_uri).list_artifacts(out.best_run_id, "metrics")
     }
     assert "metrics/test_per_class.csv" in arts
-    model = (
-        mlflow.pytorch.load_model(out.best_model_uri)
-        if mlflow.set_tracking_uri(cfg.tracking_uri) is None
-        else None
-    )
-    assert model is not None
+    # the logged best model predicts the test fold as its logged metric says
+    from ecg_sweep.engine import predict_proba
+    from ecg_sweep.metrics import macro_auc
+    from ecg_sweep.tracking.client import use_store
+    from ecg_sweep.tracking.model_store import load_model
+
+    use_store(cfg.tracking_uri)
+    model, _ = load_model(out.best_model_uri)
+    probs = predict_proba(model, learn_data.test.x)
+    assert macro_auc(learn_data.test.y, probs) == pytest.approx(bm["test_macro_auc"], abs=1e-4)
     # Study run summary: best_* metrics, best params, Optuna plots.
     parent = MlflowClient(cfg.tracking_uri).get_run(parent.info.run_id)
     assert parent.data.metrics["best_val_macro_auc"] == pytest.approx(out.study.best_value)
     assert "best_test_macro_auc" in parent.data.metrics
-    assert parent.data.tags["best_param.lr"]
+    logged = {
+        k.removeprefix("best_param."): v
+        for k, v in parent.data.tags.items()
+        if k.startswith("best_param.")
+    }
+    assert set(logged) == set(out.study.best_params)
+    for k, v in out.study.best_params.items():
+        assert logged[k] == str(v) or float(logged[k]) == pytest.approx(v), k
     plots = {
         a.path for a in MlflowClient(cfg.tracking_uri).list_artifacts(parent.info.run_id, "plots")
     }
