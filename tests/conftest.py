@@ -155,6 +155,8 @@ TINY_VIT_SPACE = (
     ("patch_leads", 12),
     ("mlp_ratio", 2.0),
     ("batch_size", 64),
+    ("patch_embed", "linear"),
+    ("augment", False),
 )
 
 

@@ -33,7 +33,7 @@ from ecg_sweep.models import (
     save_checkpoint,
 )
 from ecg_sweep.models.onnx import OnnxModule
-from ecg_sweep.tracking.client import Tracker
+from ecg_sweep.tracking.client import Tracker, use_store
 from ecg_sweep.tracking.contract import KIND_TAG
 from ecg_sweep.tracking.model_store import load_model
 
@@ -211,7 +211,8 @@ def test_int8_artifacts_are_smaller_than_fp32(vit_outcome):
 
 
 def test_logged_artifacts_load_back_and_predict_like_in_memory(vit_outcome, small_data):
-    _, _, report = vit_outcome
+    tracker, _, report = vit_outcome
+    use_store(tracker.uri)  # models:/ resolves in the module's store (reset after every test)
     x, y = small_data.test.x, small_data.test.y
     fp32 = predict_proba(report.modules["fp32"], x, amp=False)
     for r in report.rows:
