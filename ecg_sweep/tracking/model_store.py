@@ -322,12 +322,7 @@ def _load_without_code(uri: str, info: ModelInfo, dest: str) -> tuple[nn.Module 
     if model is None:
         kind = "a structured-pruned" if info.extra.get("structured_pruning") else "a TorchScript"
         return None, f"{kind} model that its metadata cannot rebuild"
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
-    except Exception as e:
-        raise TrackingError(
-            f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
-        ) from None
+    local = _download_model(uri, dest)
     weights = local / "extra_files" / MODEL_WEIGHTS_FILE
     archives = sorted((local / flavors["pytorch"].get("model_data", "data")).glob("*.pt2"))
     if weights.is_file():
@@ -346,6 +341,18 @@ def _load_without_code(uri: str, info: ModelInfo, dest: str) -> tuple[nn.Module 
     return eval_mode(model), ""
 
 
+def _download_model(uri: str, dest: str) -> Path:
+    """The local folder of an MLflow model; a failed download is one TrackingError line."""
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dest))
+    except Exception as e:
+        raise TrackingError(
+            f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
+        ) from None
+
+
 def _is_onnx_model(uri: str) -> bool:
     import mlflow
 
@@ -359,12 +366,7 @@ def _load_onnx_uri(uri: str, info: ModelInfo) -> tuple[OnnxModule, ModelInfo]:
 
     conf = mlflow.models.get_model_info(uri).flavors["onnx"]
     with tempfile.TemporaryDirectory(prefix="ecg-sweep-onnx-") as d:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=d))
-        except Exception as e:
-            raise TrackingError(
-                f"{uri}: cannot download model: {str(e).splitlines()[0][:200]}"
-            ) from None
+        local = _download_model(uri, d)
         # The session holds the model in memory: the downloaded file may go with the temp dir.
         return load_onnx_file(local / conf.get("data", "model.onnx"), info, uri)
 
